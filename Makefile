@@ -1,0 +1,48 @@
+# Every target that runs code first makes sure .venv exists (torch pinned to the CPU wheel on this disk).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.vgx-installed
+TORCH  := torch==2.13.0
+PIP    := $(BIN)/pip install --quiet --disable-pip-version-check
+
+.DEFAULT_GOAL := help
+.PHONY: help venv demo test smoke lint format bench reproduce clean
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(PIP) $(TORCH)
+	$(PIP) -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)  ## create .venv and install vgx with its test tools
+
+demo: $(STAMP)  ## default sweep: MLP on digits, depth x activation, then the report
+	$(BIN)/vgx sweep depth=2,8,16 act=sigmoid,tanh,relu steps=300 hydra.sweep.dir=outputs/demo
+
+test: $(STAMP)  ## all tests
+	$(BIN)/pytest
+
+smoke: $(STAMP)  ## a tiny sweep plus report, seconds
+	$(BIN)/vgx sweep depth=2,3 act=sigmoid,relu steps=5 hydra.sweep.dir=outputs/smoke
+
+lint: $(STAMP)  ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)  ## ruff format and autofix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)  ## performance figures (ratios measured side by side)
+	$(BIN)/python scripts/bench.py
+
+reproduce: $(STAMP)  ## every canned experiment of configs/experiment
+	bash scripts/reproduce.sh
+
+clean:  ## remove generated outputs (keeps .venv)
+	find outputs -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

@@ -1,0 +1,105 @@
+"""Structured configs: the keys users type (`depth=`, `act=`) and their validation.
+
+Fields are plain strings checked against the registries (not Enums) so that one function,
+`validate`, gives the same one-line error before Hydra starts, inside a sweep job, and in tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class ModelConfig:
+    """A `model/` group entry; `name` selects the builder, the rest are model-specific."""
+
+    name: str = MISSING
+    kernel_size: int = 3  # cnn: odd kernel, padding keeps the spatial size
+
+
+@dataclass
+class DataConfig:
+    """A `data/` group entry; unused fields are ignored by datasets that do not need them."""
+
+    name: str = MISSING
+    n_train: int = 2048
+    n_test: int = 512
+    n_features: int = 64  # synthetic: input size (a square number gives images for the CNN)
+    n_classes: int = 10  # synthetic
+    class_sep: float = 1.0  # synthetic: smaller is harder
+    n_symbols: int = 8  # copy: alphabet size
+    copy_len: int = 5  # copy: symbols to remember
+
+
+@dataclass
+class ProbeConfig:
+    """What the GradientProbe records and how often (groups switch metrics on and off)."""
+
+    every: int = 1  # probe every n-th step (step 0 always)
+    weights: bool = True  # grad_norm, grad_rms, weight_norm, nonfinite
+    activations: bool = True  # act_grad_norm, act_mean, act_std, saturated, dead
+    updates: bool = True  # update_ratio
+    time: bool = True  # hidden_grad_norm per time step (RNN family)
+    hist_every: int = 0  # histograms every n-th step (0: off)
+    chunk_rows: int = 20000  # rows per Parquet chunk
+
+
+@dataclass
+class VgxConfig:
+    defaults: list[Any] = field(
+        default_factory=lambda: ["_self_", {"model": "mlp"}, {"data": "digits"}]
+    )
+    model: ModelConfig = MISSING
+    data: DataConfig = MISSING
+    experiment: str = ""  # set by configs/experiment/*.yaml
+    depth: int = 4
+    width: int = 64
+    act: str = "relu"
+    init: str = "default"
+    init_std: float = 0.05  # for init=normal
+    norm: str = "none"
+    skip: str = "none"
+    seq_len: int = 20
+    forget_bias: float | None = None  # LSTM forget-gate bias; None keeps PyTorch's init
+    recurrent_init: str = "default"
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    steps: int = 200
+    batch_size: int = 64
+    clip: float = 0.0  # max global grad norm; 0 disables clipping
+    eval_every: int = 0  # 0: evaluate at the end only
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0  # torch threads per run; 0: cores / parallel jobs
+    progress: bool = True  # per-run tqdm bar
+    logger: str = "none"
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+
+
+def register_configs() -> None:
+    """Put the schema in Hydra's ConfigStore (config.yaml extends it)."""
+    store = ConfigStore.instance()
+    store.store(name="vgx_schema", node=VgxConfig)
+    store.store(group="model", name="model_schema", node=ModelConfig)
+    store.store(group="data", name="data_schema", node=DataConfig)
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """One flat row of config keys for tables: `model.name` becomes `model`, nesting becomes dots."""
+    row: dict[str, Any] = {}
+    for key, value in config.items():
+        if key in ("defaults", "hydra"):
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            for sub, sub_value in flatten(value, f"{name}.").items():
+                row[name if sub == f"{name}.name" else sub] = sub_value
+        else:
+            row[name] = value
+    return row

@@ -1,0 +1,229 @@
+"""The run directory: its layout, atomic small files, and chunked Parquet metrics.
+
+Every file here is either complete or absent after a crash (`kill -9` included): small files are
+written to a temporary name and renamed; metrics go to one Parquet file per chunk, also renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from vgx.errors import VgxError
+
+RUNNING, DONE, FAILED, DIVERGED, INVALID, INTERRUPTED = (
+    "running",
+    "done",
+    "failed",
+    "diverged",
+    "invalid",
+    "interrupted",
+)
+STATUSES = (RUNNING, DONE, FAILED, DIVERGED, INVALID, INTERRUPTED)
+CORRUPT = "corrupt"  # what a reader reports for a status file it cannot parse
+
+METRIC_TABLES = ("layers", "steps", "evals", "time")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` so that readers see the old file or the new one, never a torn one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Mapping[str, Any]) -> None:
+    """JSON with NaN/Inf kept (Python's json writes them as NaN/Infinity and reads them back)."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Read a JSON object; a torn or foreign file becomes a VgxError naming the file."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise VgxError(f"cannot read {path}: {err}") from None
+    if not isinstance(data, dict):
+        raise VgxError(f"cannot read {path}: expected a JSON object")
+    return data
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Names of the files of one run; a run directory is any directory holding `status.json`."""
+
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def status_file(self) -> Path:
+        return self.path / "status.json"
+
+    @property
+    def summary_file(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def layers_file(self) -> Path:
+        return self.path / "layers.csv"
+
+    @property
+    def env_file(self) -> Path:
+        return self.path / "env.json"
+
+    @property
+    def error_file(self) -> Path:
+        return self.path / "error.txt"
+
+    @property
+    def metrics_dir(self) -> Path:
+        return self.path / "metrics"
+
+    def exists(self) -> bool:
+        return self.status_file.exists()
+
+    def read_status(self) -> dict[str, Any]:
+        """The status record; an unreadable file reads as status `corrupt` with the reason."""
+        try:
+            record = read_json(self.status_file)
+        except VgxError as err:
+            return {"status": CORRUPT, "message": str(err)}
+        if record.get("status") not in STATUSES:
+            return {"status": CORRUPT, "message": f"unknown status {record.get('status')!r}"}
+        return record
+
+    def write_status(self, status: str, **fields: Any) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        atomic_write_json(self.status_file, {"status": status, "updated": time.time(), **fields})
+
+    def read_summary(self) -> dict[str, Any]:
+        return read_json(self.summary_file)
+
+    def write_summary(self, summary: Mapping[str, Any]) -> None:
+        atomic_write_json(self.summary_file, summary)
+
+    def read_table(self, table: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        return read_metrics(self.metrics_dir, table, columns)
+
+    def clear_results(self) -> None:
+        """Remove what an earlier attempt left, before the run is redone from step 0."""
+        for chunk in self.metrics_dir.glob("*.parquet"):
+            chunk.unlink()
+        for stale in (self.summary_file, self.error_file, self.layers_file):
+            stale.unlink(missing_ok=True)
+
+
+def find_runs(root: Path) -> list[RunDir]:
+    """Every run directory below `root`, whatever launched it, in a stable order."""
+    return [RunDir(p.parent) for p in sorted(Path(root).rglob("status.json"))]
+
+
+def chunk_files(metrics_dir: Path, table: str) -> list[Path]:
+    """The complete chunks of a table, in write order (temporary files are never listed)."""
+    return sorted(Path(metrics_dir).glob(f"{table}-*.parquet"))
+
+
+def read_metrics(
+    metrics_dir: Path, table: str, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """All chunks of one metrics table as one frame (empty when the run recorded none)."""
+    files = chunk_files(metrics_dir, table)
+    if not files:
+        return pd.DataFrame(columns=list(columns) if columns else None)
+    try:
+        tables = [pq.read_table(f, columns=list(columns) if columns else None) for f in files]
+    except (OSError, pa.ArrowException) as err:
+        raise VgxError(f"cannot read metrics in {metrics_dir}: {err}") from None
+    return pa.concat_tables(tables, promote_options="default").to_pandas()
+
+
+class MetricsWriter:
+    """Buffers columns per table and writes each chunk as its own Parquet file.
+
+    Memory stays flat for any number of steps: a table is flushed once it holds `chunk_rows` rows
+    or `flush_seconds` have passed, so a crash loses at most the chunk being filled.
+    """
+
+    def __init__(
+        self, metrics_dir: Path, chunk_rows: int = 20_000, flush_seconds: float = 30.0
+    ) -> None:
+        self.metrics_dir = Path(metrics_dir)
+        self.chunk_rows = chunk_rows
+        self.flush_seconds = flush_seconds
+        self._buffers: dict[str, list[dict[str, np.ndarray]]] = {}
+        self._rows: dict[str, int] = {}
+        self._chunks: dict[str, int] = {}
+        self._last_flush = time.monotonic()
+
+    def append(self, table: str, columns: Mapping[str, np.ndarray | Sequence[Any]]) -> None:
+        """Add rows: every column holds the same number of values."""
+        arrays = {name: np.asarray(values) for name, values in columns.items()}
+        lengths = {a.shape[0] if a.ndim else 1 for a in arrays.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"columns of {table!r} differ in length: {lengths}")
+        arrays = {k: np.atleast_1d(v) for k, v in arrays.items()}
+        self._buffers.setdefault(table, []).append(arrays)
+        self._rows[table] = self._rows.get(table, 0) + lengths.pop()
+        if self._rows[table] >= self.chunk_rows:
+            self._flush_table(table)
+        elif time.monotonic() - self._last_flush > self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        for table in list(self._buffers):
+            self._flush_table(table)
+        self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        self.flush()
+
+    def _flush_table(self, table: str) -> None:
+        parts = self._buffers.pop(table, [])
+        self._rows.pop(table, None)
+        if not parts:
+            return
+        columns = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        index = self._next_chunk(table)
+        self.metrics_dir.mkdir(parents=True, exist_ok=True)
+        final = self.metrics_dir / f"{table}-{index:05d}.parquet"
+        tmp = final.with_name(f".{final.name}.tmp")
+        pq.write_table(pa.table(columns), tmp)
+        os.replace(tmp, final)
+
+    def _next_chunk(self, table: str) -> int:
+        if table not in self._chunks:
+            existing = chunk_files(self.metrics_dir, table)
+            self._chunks[table] = int(existing[-1].stem.rsplit("-", 1)[1]) + 1 if existing else 0
+        index = self._chunks[table]
+        self._chunks[table] += 1
+        return index
+
+    def __enter__(self) -> MetricsWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
