@@ -38,8 +38,8 @@ format: $(STAMP)  ## ruff format and autofix
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(STAMP)  ## performance figures (ratios measured side by side)
-	$(BIN)/python scripts/bench.py
+bench: $(STAMP)  ## performance figures (ratios measured side by side), one script per subsystem
+	@for script in scripts/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 reproduce: $(STAMP)  ## every canned experiment of configs/experiment
 	bash scripts/reproduce.sh

@@ -26,6 +26,7 @@ class DataConfig:
     """A `data/` group entry; unused fields are ignored by datasets that do not need them."""
 
     name: str = MISSING
+    seed: int = 0  # fixed by default: runs with different `seed` see the same data
     n_train: int = 2048
     n_test: int = 512
     n_features: int = 64  # synthetic: input size (a square number gives images for the CNN)
@@ -50,9 +51,8 @@ class ProbeConfig:
 
 @dataclass
 class VgxConfig:
-    defaults: list[Any] = field(
-        default_factory=lambda: ["_self_", {"model": "mlp"}, {"data": "digits"}]
-    )
+    """The top-level keys; `model` and `data` are filled by their config groups."""
+
     model: ModelConfig = MISSING
     data: DataConfig = MISSING
     experiment: str = ""  # set by configs/experiment/*.yaml
@@ -91,7 +91,7 @@ def register_configs() -> None:
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """One flat row of config keys for tables: `model.name` becomes `model`, nesting becomes dots."""
+    """One flat row of config keys for tables: `model.name` becomes `model`, nesting dots."""
     row: dict[str, Any] = {}
     for key, value in config.items():
         if key in ("defaults", "hydra"):

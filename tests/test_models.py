@@ -1,0 +1,190 @@
+"""Every choice builds, trains, and really does what its name says."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from vgx.data import load_dataset
+from vgx.errors import ConfigError
+from vgx.models import ACTIVATIONS, INITS, MODELS, NORMS, SKIPS, Residual, build_model, fit_data
+from vgx.models.init import initialise
+
+
+def build(cfg):
+    data = fit_data(cfg.model.name, load_dataset(cfg.data, cfg.seq_len))
+    torch.manual_seed(cfg.seed)
+    return build_model(cfg, data.n_features, data.n_outputs), data
+
+
+def loss_drop(cfg, steps: int = 40) -> tuple[float, float]:
+    """Train with Adam on a fixed batch; return the first and last loss."""
+    model, data = build(cfg)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x, y = data.x_train[:64], data.y_train[:64]
+    losses = []
+    for _ in range(steps):
+        loss = data.loss(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses[0], losses[-1]
+
+
+EASY = ("data=synthetic", "data.n_features=16", "data.class_sep=2.0", "width=16", "depth=2")
+
+
+@pytest.mark.parametrize("act", list(ACTIVATIONS))
+def test_every_activation_builds_and_its_loss_falls(make_cfg, act):
+    first, last = loss_drop(make_cfg(*EASY, f"act={act}"))
+    assert last < 0.8 * first
+
+
+@pytest.mark.parametrize("init", list(INITS))
+def test_every_init_builds_and_its_loss_falls(make_cfg, init):
+    first, last = loss_drop(make_cfg(*EASY, f"init={init}", "init_std=0.3"))
+    assert last < 0.8 * first
+
+
+@pytest.mark.parametrize("norm", list(NORMS))
+@pytest.mark.parametrize("skip", list(SKIPS))
+def test_every_norm_and_skip_builds_and_its_loss_falls(make_cfg, norm, skip):
+    first, last = loss_drop(make_cfg(*EASY, f"norm={norm}", f"skip={skip}", "depth=3"))
+    assert last < 0.8 * first
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_every_model_family_builds_and_its_loss_falls(make_cfg, model):
+    first, last = loss_drop(make_cfg(f"model={model}", "depth=2", "width=16"), steps=60)
+    assert last < 0.8 * first
+
+
+@pytest.mark.parametrize("model", ["rnn", "lstm", "gru"])
+def test_recurrent_models_learn_the_adding_problem_setup(make_cfg, model):
+    first, last = loss_drop(make_cfg(f"model={model}", "data=adding", "seq_len=5", "width=16"), 80)
+    assert last < first
+
+
+def weight_of(make_cfg, init: str, fan_in: int = 400, fan_out: int = 300, std: float = 0.05):
+    layer = nn.Linear(fan_in, fan_out)
+    torch.manual_seed(0)
+    initialise(layer, init, std)
+    return layer.weight.detach()
+
+
+def test_he_normal_init_has_std_sqrt_2_over_fan_in(make_cfg):
+    assert weight_of(make_cfg, "he_normal").std() == pytest.approx(math.sqrt(2 / 400), rel=0.02)
+
+
+def test_he_uniform_init_has_std_sqrt_2_over_fan_in(make_cfg):
+    assert weight_of(make_cfg, "he_uniform").std() == pytest.approx(math.sqrt(2 / 400), rel=0.02)
+
+
+def test_xavier_normal_init_has_std_sqrt_2_over_fan_in_plus_fan_out(make_cfg):
+    expected = math.sqrt(2 / 700)
+    assert weight_of(make_cfg, "xavier_normal").std() == pytest.approx(expected, rel=0.02)
+
+
+def test_xavier_uniform_init_is_bounded_by_sqrt_6_over_fans(make_cfg):
+    weight, bound = weight_of(make_cfg, "xavier_uniform"), math.sqrt(6 / 700)
+    assert weight.abs().max() <= bound
+    assert weight.std() == pytest.approx(bound / math.sqrt(3), rel=0.02)
+
+
+def test_lecun_normal_init_has_std_sqrt_1_over_fan_in(make_cfg):
+    assert weight_of(make_cfg, "lecun_normal").std() == pytest.approx(math.sqrt(1 / 400), rel=0.02)
+
+
+def test_normal_init_has_the_configured_std(make_cfg):
+    assert weight_of(make_cfg, "normal", std=0.3).std() == pytest.approx(0.3, rel=0.02)
+
+
+def test_orthogonal_init_gives_orthonormal_rows(make_cfg):
+    weight = weight_of(make_cfg, "orthogonal", fan_in=400, fan_out=300)
+    assert torch.allclose(weight @ weight.T, torch.eye(300), atol=1e-4)
+
+
+def test_default_init_is_pytorch_uniform_within_one_over_sqrt_fan_in(make_cfg):
+    weight = weight_of(make_cfg, "default")
+    assert weight.abs().max() <= 1 / math.sqrt(400)
+    assert weight.std() == pytest.approx(1 / math.sqrt(3 * 400), rel=0.02)
+
+
+def test_non_default_inits_zero_the_biases(make_cfg):
+    model, _ = build(make_cfg("init=he_normal"))
+    assert all(not m.bias.any() for m in model.modules() if isinstance(m, nn.Linear))
+
+
+def test_init_reaches_every_layer_of_the_model(make_cfg):
+    model, _ = build(make_cfg("init=normal", "init_std=0.5", "depth=3", "width=200"))
+    for layer in [m for m in model.modules() if isinstance(m, nn.Linear)][1:]:
+        assert layer.weight.detach().std() == pytest.approx(0.5, rel=0.1)
+
+
+def test_lstm_forget_bias_sets_the_forget_gate_of_every_layer(make_cfg):
+    model, _ = build(make_cfg("model=lstm", "forget_bias=1.0", "depth=2", "width=8"))
+    for lstm in [m for m in model.modules() if isinstance(m, nn.LSTM)]:
+        total = lstm.bias_ih_l0 + lstm.bias_hh_l0
+        assert torch.equal(total[8:16], torch.ones(8))
+
+
+def test_orthogonal_recurrent_init_makes_hidden_weights_orthogonal(make_cfg):
+    model, _ = build(make_cfg("model=rnn", "recurrent_init=orthogonal", "width=8"))
+    rnn = next(m for m in model.modules() if isinstance(m, nn.RNN))
+    assert torch.allclose(rnn.weight_hh_l0 @ rnn.weight_hh_l0.T, torch.eye(8), atol=1e-5)
+
+
+def test_residual_block_adds_its_input():
+    block = nn.Linear(4, 4)
+    x = torch.randn(3, 4)
+    assert torch.allclose(Residual(block)(x), x + block(x))
+
+
+def test_skip_residual_wraps_every_constant_width_block(make_cfg):
+    model, _ = build(make_cfg("skip=residual", "depth=4"))
+    kinds = [type(block) for block in model.blocks]
+    assert kinds == [nn.Sequential, Residual, Residual, Residual]
+
+
+@pytest.mark.parametrize(
+    ("model", "norm", "expected"),
+    [
+        ("mlp", "batch", nn.BatchNorm1d),
+        ("mlp", "layer", nn.LayerNorm),
+        ("cnn", "batch", nn.BatchNorm2d),
+        ("cnn", "layer", nn.GroupNorm),
+        ("gru", "layer", nn.LayerNorm),
+    ],
+)
+def test_norm_places_its_layer_after_every_weight_layer(make_cfg, model, norm, expected):
+    net, _ = build(make_cfg(f"model={model}", f"norm={norm}", "depth=3", "width=8"))
+    assert sum(isinstance(m, expected) for m in net.modules()) == 3
+
+
+def test_depth_counts_hidden_layers(make_cfg):
+    net, _ = build(make_cfg("depth=7"))
+    assert sum(isinstance(m, nn.Linear) for m in net.modules()) == 7 + 1  # plus the head
+
+
+def test_rnn_uses_the_configured_nonlinearity(make_cfg):
+    net, _ = build(make_cfg("model=rnn", "act=relu"))
+    assert next(m for m in net.modules() if isinstance(m, nn.RNN)).nonlinearity == "relu"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (("model=lstm", "act=relu"), "act=relu does not apply to model=lstm"),
+        (("model=rnn", "act=sigmoid"), "act=sigmoid does not apply to model=rnn"),
+        (("model=gru", "norm=batch"), "norm=batch does not apply to recurrent models"),
+        (("model=mlp", "data=adding"), "data=adding does not fit model=mlp"),
+        (("model=cnn", "data=synthetic", "data.n_features=10"), "model=cnn needs square images"),
+    ],
+)
+def test_invalid_combinations_raise_one_clear_config_error(make_cfg, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        build(make_cfg(*overrides))

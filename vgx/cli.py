@@ -1,0 +1,299 @@
+"""The `vgx` command: a thin front end that checks input, then hands run and sweep to Hydra.
+
+Errors the user can fix are raised as VgxError anywhere and printed here, once, as one line
+with exit code 2 (`--debug` shows the traceback instead).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import hydra
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from vgx.config import register_configs
+from vgx.errors import VgxError
+from vgx.interrupts import sigterm_interrupts
+from vgx.store import DIVERGED, DONE, FAILED, INTERRUPTED, INVALID, RunDir
+from vgx.sweep import SKIPPED, read_progress, record_progress, reset_progress, safe_name
+
+CONFIG_MODULE = "vgx.configs"
+EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+# Hydra flags that print or complete instead of running: never add --multirun to them.
+HYDRA_NO_RUN_FLAGS = {"--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help"}
+HYDRA_NO_RUN_FLAGS |= {"--shell-completion", "-sc", "--version"}
+HYDRA_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-name", "-cn"}
+HYDRA_VALUE_FLAGS |= {"--config-path", "-cp", "--config-dir", "-cd"}
+VGX_FLAGS = {
+    "--no-report": "sweep: do not write the report when the sweep ends",
+    "--redo": "rerun every run, also those already finished with the same config",
+    "--debug": "show tracebacks instead of one-line errors",
+}
+TALLY = (DONE, FAILED, DIVERGED, INVALID, INTERRUPTED, SKIPPED)
+
+register_configs()
+OmegaConf.register_new_resolver("vgx_subdir", safe_name, replace=True)
+
+
+@hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name="config", version_base="1.3")
+def hydra_task(cfg: DictConfig) -> str:
+    """One Hydra job: run (or reuse) the config in Hydra's output directory, log the outcome."""
+    from vgx.train import execute  # torch loads in the job, not for `vgx --help`
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    sweep_dir = Path(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None
+    try:
+        status, reused = execute(cfg, run_dir, redo=os.environ.get("VGX_REDO") == "1")
+    except KeyboardInterrupt:
+        if sweep_dir:
+            record_progress(sweep_dir, run_dir.name, INTERRUPTED)
+        raise
+    if sweep_dir:
+        record_progress(sweep_dir, run_dir.name, SKIPPED if reused else status)
+    return status
+
+
+def split_args(args: list[str]) -> tuple[list[str], list[str], set[str]]:
+    """(Hydra arguments, key=value overrides among them, vgx's own flags)."""
+    hydra_args, overrides, flags = [], [], set()
+    takes_value = False
+    for arg in args:
+        if takes_value:
+            hydra_args.append(arg)
+            takes_value = False
+        elif arg in VGX_FLAGS:
+            flags.add(arg)
+        else:
+            hydra_args.append(arg)
+            takes_value = arg in HYDRA_VALUE_FLAGS
+            if not arg.startswith("-"):
+                overrides.append(arg)
+    return hydra_args, overrides, flags
+
+
+def value_of(overrides: list[str], key: str) -> str | None:
+    """The last value given for `key` on the command line."""
+    found = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+") == key]
+    return found[-1] if found else None
+
+
+def call_hydra(args: list[str]) -> None:
+    """Run Hydra's main with `args` as its command line."""
+    saved = sys.argv
+    sys.argv = ["vgx", *args]
+    try:
+        hydra_task()
+    finally:
+        sys.argv = saved
+        GlobalHydra.instance().clear()
+
+
+def cmd_run(args: list[str]) -> int:
+    """One run into outputs/runs/<time>/ (or hydra.run.dir=...)."""
+    from vgx.validate import check_overrides
+
+    hydra_args, overrides, flags = split_args(args)
+    check_overrides(overrides)
+    run_dir = value_of(overrides, "hydra.run.dir")
+    if run_dir is None:
+        run_dir = f"outputs/runs/{datetime.now():%Y-%m-%d_%H-%M-%S}"
+        hydra_args.append(f"hydra.run.dir={run_dir}")
+    if "--redo" in flags:
+        os.environ["VGX_REDO"] = "1"
+    call_hydra(hydra_args)
+    run = RunDir(Path(run_dir))
+    if not run.exists() or set(hydra_args) & HYDRA_NO_RUN_FLAGS:
+        return 0  # --cfg, --info and friends print and do not run
+    status = run.read_status()
+    message = f" — {status['message']}" if status.get("message") else ""
+    print(f"{status['status']}: {run.path}{message}")
+    if status["status"] == INVALID:
+        return EXIT_USAGE
+    return EXIT_FAILED if status["status"] == FAILED else 0
+
+
+def cmd_sweep(args: list[str]) -> int:
+    """Hydra multirun over the Cartesian product, then the tally and the report."""
+    from vgx.plan import plan_sweep
+
+    hydra_args, overrides, flags = split_args(args)
+    plan = plan_sweep(overrides)
+    if set(hydra_args) & HYDRA_NO_RUN_FLAGS:
+        call_hydra(hydra_args)
+        return 0
+    sweep_dir = Path(value_of(overrides, "hydra.sweep.dir") or plan.default_dir)
+    hydra_args = [*hydra_args, *plan.extra_overrides]
+    if value_of(overrides, "hydra.sweep.dir") is None:
+        hydra_args.append(f"hydra.sweep.dir={sweep_dir}")
+    if not {"-m", "--multirun"} & set(hydra_args):
+        hydra_args.insert(0, "--multirun")
+    os.environ["VGX_PARALLEL_JOBS"] = str(plan.parallel_jobs)
+    if "--redo" in flags:
+        os.environ["VGX_REDO"] = "1"
+    reset_progress(sweep_dir)
+    print(f"sweep: {plan.total} runs into {sweep_dir} ({plan.launcher} launcher)", file=sys.stderr)
+    with SweepProgress(sweep_dir, plan.total):
+        call_hydra(hydra_args)
+    counts = read_progress(sweep_dir)
+    print(f"sweep {sweep_dir}: " + ", ".join(f"{counts[s]} {s}" for s in TALLY))
+    if "--no-report" not in flags:
+        from vgx.report import build_report
+
+        build_report(sweep_dir)
+    return EXIT_FAILED if counts[FAILED] else 0
+
+
+class SweepProgress:
+    """A sweep-level bar (runs finished / total, failures, ETA) fed by the progress log."""
+
+    def __init__(self, sweep_dir: Path, total: int, interval: float = 0.5) -> None:
+        self.sweep_dir, self.interval = sweep_dir, interval
+        self.bar = tqdm(total=total, desc="sweep", unit="run", position=0, dynamic_ncols=True)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _refresh(self) -> None:
+        counts = read_progress(self.sweep_dir)
+        finished = sum(counts.values())
+        self.bar.set_postfix(failed=counts[FAILED], diverged=counts[DIVERGED], refresh=False)
+        self.bar.update(finished - self.bar.n)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._refresh()
+
+    def __enter__(self) -> SweepProgress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._refresh()
+        self.bar.close()
+
+
+def cmd_report(args: list[str]) -> int:
+    """(Re)build tables and plots of a sweep directory from whatever runs exist."""
+    from vgx.report import build_report
+
+    dirs = [a for a in args if not a.startswith("-")]
+    if len(dirs) != 1:
+        raise VgxError("vgx report takes one sweep directory: vgx report SWEEP_DIR")
+    build_report(Path(dirs[0]))
+    return 0
+
+
+def cmd_compare(args: list[str]) -> int:
+    """Tables and plots across sweeps, aligned on the config keys they share."""
+    from vgx.report import compare
+
+    dirs, out = [], None
+    items = iter(args)
+    for arg in items:
+        if arg in ("--out", "-o"):
+            out = next(items, None)
+            if out is None:
+                raise VgxError("--out needs a directory: vgx compare DIR DIR --out OUT_DIR")
+        elif not arg.startswith("-"):
+            dirs.append(Path(arg))
+    if len(dirs) < 2:
+        raise VgxError("vgx compare needs at least two sweep directories: vgx compare DIR DIR ...")
+    compare(dirs, Path(out) if out else Path("outputs/compare") / "_vs_".join(d.name for d in dirs))
+    return 0
+
+
+def cmd_list(args: list[str]) -> int:
+    """Print the valid choices of every key, and the numeric keys with their defaults."""
+    from vgx.validate import BOUNDS, choices, known_keys
+
+    print("Choices (KEY=VALUE; sweep with KEY=A,B,C):")
+    for key, registry in choices().items():
+        names = ", ".join(registry) or "(none)"
+        print(f"  {key:<15} {names}")
+    print("\nNumbers (sweep with KEY=A,B,C or KEY=range(START,STOP,STEP)):")
+    for key in known_keys():
+        if key in BOUNDS:
+            low, inclusive = BOUNDS[key]
+            print(f"  {key:<18} {'≥' if inclusive else '>'} {low}")
+    return 0
+
+
+COMMANDS: dict[str, tuple[Callable[[list[str]], int], str, str]] = {
+    "run": (cmd_run, "vgx run [KEY=VALUE ...]", "train one model"),
+    "sweep": (cmd_sweep, "vgx sweep [KEY=A,B,C ...]", "one run per combination, then the report"),
+    "report": (cmd_report, "vgx report SWEEP_DIR", "rebuild tables and plots of a sweep"),
+    "compare": (
+        cmd_compare,
+        "vgx compare DIR DIR ... [--out DIR]",
+        "tables and plots across sweeps",
+    ),
+    "list": (cmd_list, "vgx list", "valid choices for every key"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: vgx COMMAND [ARGS ...]", "", "vanishing-gradient explorer: commands:"]
+    lines += [f"  {use:<40} {what}" for use, what in ((u, w) for _, u, w in COMMANDS.values())]
+    lines += ["", "flags:"] + [f"  {flag:<40} {what}" for flag, what in VGX_FLAGS.items()]
+    lines += ["", "`vgx COMMAND --help` for a command; `vgx list` for keys and choices."]
+    return "\n".join(lines)
+
+
+COMMAND_HELP = {
+    "run": "Keys as typed: depth=10 act=sigmoid init=he_normal (see `vgx list`). Hydra flags pass "
+    "through: --cfg job prints the composed config, hydra.run.dir=DIR sets the run directory.",
+    "sweep": "Hydra sweep syntax: act=sigmoid,relu depth=range(2,10,2); +experiment=NAME runs a "
+    "canned sweep; hydra/launcher=joblib runs jobs in parallel; hydra.sweep.dir=DIR picks the "
+    "directory (default: outputs/sweeps/<the sweep's overrides>). Running the same command again "
+    "resumes: runs already done with the same config are skipped, failed and interrupted runs "
+    "are redone (--redo reruns all). Exit code 1 when any run failed.",
+    "report": "Writes SWEEP_DIR/report/: summary.csv, layers.csv and PNG plots.",
+    "compare": "Writes OUT_DIR (default outputs/compare/A_vs_B): the tables with a `sweep` column "
+    "and side-by-side plots.",
+    "list": "Every key that takes a name, with its valid names, and the numeric keys' ranges.",
+}
+
+
+def dispatch(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0 if argv else EXIT_USAGE
+    name, args = argv[0], argv[1:]
+    if name not in COMMANDS:
+        raise VgxError(f"unknown command '{name}'; valid: {', '.join(COMMANDS)}")
+    handler, use, what = COMMANDS[name]
+    if args[:1] in (["-h"], ["--help"]):
+        print(f"usage: {use}\n\n{what}.\n\n{COMMAND_HELP[name]}")
+        return 0
+    return handler(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `vgx` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        with sigterm_interrupts():
+            return dispatch(argv)
+    except VgxError as err:
+        if "--debug" in argv:
+            raise
+        print(f"vgx: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("vgx: interrupted; run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Datasets that ship or are generated, never downloaded; deterministic for `data.seed`.
+
+Vector sets (`digits`, `synthetic`) feed the MLP and CNN; sequence tasks (`adding`, `copy`) feed the
+RNN family and are the long-time-lag problems of Hochreiter & Schmidhuber 1997.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from vgx.errors import ConfigError
+from vgx.registry import Registry
+
+VECTOR, SEQUENCE = "vector", "sequence"
+ADDING_TOLERANCE = 0.04  # a prediction counts as right within 0.04 (Hochreiter & Schmidhuber 1997)
+
+
+@dataclass
+class Dataset:
+    """Train and test tensors plus how to score a model's output on them."""
+
+    name: str
+    kind: str  # VECTOR: x is (N, F); SEQUENCE: x is (N, T, F) and the model outputs (N, T, O)
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    n_outputs: int
+    target_steps: int = 0  # SEQUENCE: the loss reads the model's last `target_steps` outputs
+    regression: bool = False
+
+    @property
+    def n_features(self) -> int:
+        return self.x_train.shape[-1]
+
+    def loss(self, output: Tensor, y: Tensor) -> Tensor:
+        """Mean loss of a batch: cross-entropy for classes, squared error for regression."""
+        output = self._targeted(output)
+        if self.regression:
+            return F.mse_loss(output.squeeze(-1), y)
+        return F.cross_entropy(output.reshape(-1, self.n_outputs), y.reshape(-1))
+
+    def accuracy(self, output: Tensor, y: Tensor) -> Tensor:
+        """Fraction right: argmax for classes, within ADDING_TOLERANCE for regression."""
+        output = self._targeted(output)
+        if self.regression:
+            return ((output.squeeze(-1) - y).abs() < ADDING_TOLERANCE).float().mean()
+        return (output.argmax(-1) == y).float().mean()
+
+    def _targeted(self, output: Tensor) -> Tensor:
+        if self.kind != SEQUENCE:
+            return output
+        tail = output[:, -self.target_steps :]  # (B, target_steps, O)
+        return tail[:, 0] if self.target_steps == 1 else tail
+
+    def as_sequence(self) -> Dataset:
+        """A square-image set read row by row (the RNN family on digits: 8 steps of 8 pixels)."""
+        side = math.isqrt(self.n_features)
+        if self.kind == SEQUENCE or side * side != self.n_features:
+            raise ConfigError(
+                f"data={self.name} cannot be read as a sequence; valid: adding, copy, digits"
+            )
+        rows = {f: getattr(self, f).view(-1, side, side) for f in ("x_train", "x_test")}
+        return replace(self, kind=SEQUENCE, target_steps=1, **rows)
+
+    def to(self, device: torch.device) -> Dataset:
+        for field in ("x_train", "y_train", "x_test", "y_test"):
+            setattr(self, field, getattr(self, field).to(device))
+        return self
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
+    """Endless index batches, reshuffled every epoch, from a seeded generator."""
+    while True:
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n - batch_size + 1, batch_size):
+            yield order[start : start + batch_size]
+        if n < batch_size:
+            yield order
+
+
+Loader = Callable[[Any, int], Dataset]  # (data config, seq_len) -> Dataset
+DATASETS: Registry[Loader] = Registry("data", "bundled or generated dataset")
+
+
+def _split(name: str, x: np.ndarray, y: np.ndarray, n_test: int, seed: int, **kw: Any) -> Dataset:
+    """Shuffle deterministically and hold out `n_test` examples."""
+    order = np.random.default_rng(seed).permutation(len(x))
+    x, y = torch.as_tensor(x[order]), torch.as_tensor(y[order])
+    return Dataset(
+        name, x_train=x[n_test:], y_train=y[n_test:], x_test=x[:n_test], y_test=y[:n_test], **kw
+    )
+
+
+@DATASETS.register("digits")
+def load_digits(cfg: Any, seq_len: int) -> Dataset:
+    """scikit-learn's bundled 8x8 digits (1,797 images, 10 classes), scaled to [0, 1]."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    bunch = sklearn_digits()
+    x = (bunch.data / 16.0).astype(np.float32)
+    n_test = min(cfg.n_test, len(x) // 5)
+    return _split(
+        "digits", x, bunch.target.astype(np.int64), n_test, cfg.seed, kind=VECTOR, n_outputs=10
+    )
+
+
+@DATASETS.register("synthetic")
+def load_synthetic(cfg: Any, seq_len: int) -> Dataset:
+    """Gaussian class clusters whose size (`n_features`) and difficulty (`class_sep`) are set."""
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(
+        n_samples=cfg.n_train + cfg.n_test,
+        n_features=cfg.n_features,
+        n_informative=max(2, cfg.n_features // 2),
+        n_redundant=0,
+        n_classes=cfg.n_classes,
+        n_clusters_per_class=1,
+        class_sep=cfg.class_sep,
+        random_state=cfg.seed,
+    )
+    return _split(
+        "synthetic",
+        x.astype(np.float32),
+        y.astype(np.int64),
+        cfg.n_test,
+        cfg.seed,
+        kind=VECTOR,
+        n_outputs=cfg.n_classes,
+    )
+
+
+@DATASETS.register("adding")
+def load_adding(cfg: Any, seq_len: int) -> Dataset:
+    """The adding problem: sum the two marked values of a length-`seq_len` sequence.
+
+    Channel 0 holds U(0, 1) values, channel 1 marks one position in each half; predicting 1 gives
+    MSE 1/6, so learning shows as a loss clearly below 0.167 (Le et al. 2015 setup).
+    """
+    rng = np.random.default_rng(cfg.seed)
+    n, half = cfg.n_train + cfg.n_test, max(1, seq_len // 2)
+    values = rng.uniform(0.0, 1.0, size=(n, seq_len)).astype(np.float32)
+    first = rng.integers(0, half, size=n)
+    second = rng.integers(half, seq_len, size=n) if seq_len > 1 else first
+    marks = np.zeros_like(values)
+    marks[np.arange(n), first] = 1.0
+    marks[np.arange(n), second] = 1.0
+    x = np.stack([values, marks], axis=-1)  # (N, T, 2)
+    y = (values * marks).sum(axis=1).astype(np.float32)
+    return _split(
+        "adding",
+        x,
+        y,
+        cfg.n_test,
+        cfg.seed,
+        kind=SEQUENCE,
+        n_outputs=1,
+        target_steps=1,
+        regression=True,
+    )
+
+
+@DATASETS.register("copy")
+def load_copy(cfg: Any, seq_len: int) -> Dataset:
+    """The copy task: read `copy_len` symbols, wait `seq_len` blank steps, then repeat them.
+
+    One-hot channels: the symbols, then blank, then the delimiter that asks for the copy
+    (Hochreiter & Schmidhuber 1997; Arjovsky et al. 2016). Chance accuracy is 1/n_symbols.
+    """
+    rng = np.random.default_rng(cfg.seed)
+    n, k, m = cfg.n_train + cfg.n_test, cfg.copy_len, cfg.n_symbols
+    blank, delimiter = m, m + 1
+    symbols = rng.integers(0, m, size=(n, k))
+    tokens = np.full((n, k + seq_len + k), blank)
+    tokens[:, :k] = symbols
+    tokens[:, k + seq_len - 1] = delimiter
+    x = np.eye(m + 2, dtype=np.float32)[tokens]  # (N, T, m + 2)
+    return _split(
+        "copy",
+        x,
+        symbols.astype(np.int64),
+        cfg.n_test,
+        cfg.seed,
+        kind=SEQUENCE,
+        n_outputs=m,
+        target_steps=k,
+    )
+
+
+def load_dataset(cfg: Any, seq_len: int) -> Dataset:
+    """The dataset named by `cfg.name` (a `data/` config group entry)."""
+    return DATASETS[cfg.name](cfg, seq_len)

@@ -1,0 +1,75 @@
+"""What a `vgx sweep` command will do, worked out before Hydra starts.
+
+Expanding the sweep here (with Hydra's own parser and composition) lets the front end reject a bad
+value in one line, size the progress bar, name the sweep directory and pick per-job settings.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hydra import compose, initialize_config_module
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+
+from vgx.errors import ConfigError
+from vgx.sweep import safe_name
+from vgx.validate import check_overrides, expand, parse_overrides
+
+SWEEPS_ROOT = Path("outputs/sweeps")
+PARALLEL_LAUNCHERS = ("joblib", "submitit")
+
+
+@dataclass
+class SweepPlan:
+    """The expanded sweep: its size, default directory, launcher and extra overrides for jobs."""
+
+    total: int
+    default_dir: Path
+    launcher: str
+    parallel_jobs: int = 1
+    extra_overrides: list[str] = field(default_factory=list)
+
+
+def _launcher_name(target: str) -> str:
+    lowered = target.lower()
+    return next((name for name in PARALLEL_LAUNCHERS if name in lowered), "basic")
+
+
+def plan_sweep(overrides: list[str]) -> SweepPlan:
+    """Check every value of the sweep and work out its size, directory and launcher."""
+    check_overrides(overrides)
+    parsed = parse_overrides(overrides)
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    swept = {
+        o.key_or_group: o for o in parsed if o.is_sweep_override() and not o.is_hydra_override()
+    }
+    try:
+        with initialize_config_module("vgx.configs", version_base="1.3"):
+            cfg = compose("config", overrides=fixed, return_hydra_config=True)
+    except HydraException as err:
+        raise ConfigError(str(err).strip().splitlines()[0]) from None
+    params = cfg.hydra.sweeper.params
+    params = OmegaConf.to_container(params, resolve=False) if params is not None else {}
+    from_config = [f"{k}={v}" for k, v in params.items() if k not in swept]
+    check_overrides(from_config)  # an experiment file's sweep values get the same checks
+    for override in parse_overrides(from_config):
+        swept.setdefault(override.key_or_group, override)
+    total = math.prod(len(expand(o)) for o in swept.values() if o.is_sweep_override())
+
+    launcher = _launcher_name(str(cfg.hydra.launcher.get("_target_", "")))
+    jobs = 1
+    if launcher == "joblib":
+        n_jobs = int(cfg.hydra.launcher.get("n_jobs", -1))
+        jobs = os.cpu_count() or 1 if n_jobs < 1 else n_jobs
+    extra = []
+    keys = {o.key_or_group for o in parsed}
+    if launcher != "basic" and "progress" not in keys:
+        extra.append("progress=false")  # parallel step bars would garble one terminal
+
+    named = [o.input_line for o in parsed if not o.key_or_group.startswith("hydra")]
+    default_dir = SWEEPS_ROOT / safe_name("_".join(sorted(named)), empty="default")
+    return SweepPlan(total, default_dir, launcher, jobs, extra)

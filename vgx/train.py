@@ -1,0 +1,219 @@
+"""One run: build the model, train it with the probe attached, evaluate, write the run directory.
+
+`execute` never lets an ordinary exception escape: every outcome (done, diverged, invalid, failed)
+is recorded in the run's status so the rest of a sweep goes on. Interrupts (Ctrl-C, SIGTERM) are
+recorded as `interrupted` and re-raised so the sweep stops and can be resumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from vgx.data import Dataset, batches, load_dataset
+from vgx.environment import default_threads, environment
+from vgx.errors import ConfigError
+from vgx.interrupts import sigterm_interrupts
+from vgx.models import build_model, fit_data
+from vgx.optim import make_optimizer, resolve_device
+from vgx.probe import GradientProbe
+from vgx.store import (
+    DIVERGED,
+    DONE,
+    FAILED,
+    INTERRUPTED,
+    INVALID,
+    RUNNING,
+    MetricsWriter,
+    RunDir,
+    atomic_write_json,
+    atomic_write_text,
+)
+from vgx.summary import gradient_summary
+from vgx.validate import check_config
+
+log = logging.getLogger(__name__)
+
+# Outcomes that a re-run of the same config would only repeat: a resumed sweep skips them.
+FINAL = (DONE, DIVERGED, INVALID)
+# Keys that change how a run executes, not what it computes; they do not enter the config hash.
+EXECUTION_KEYS = ("threads", "progress", "logger")
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """A digest of the resolved config that decides whether a finished run can be reused."""
+    content = OmegaConf.to_container(cfg, resolve=True)
+    for key in EXECUTION_KEYS:
+        content.pop(key, None)
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def execute(cfg: DictConfig, run_dir: Path, redo: bool = False) -> tuple[str, bool]:
+    """Run `cfg` into `run_dir` unless an identical run already finished there.
+
+    Returns the run's status and whether it was reused (skipped) instead of run.
+    """
+    run = RunDir(Path(run_dir))
+    digest = config_hash(cfg)
+    if run.exists() and not redo:
+        previous = run.read_status()
+        if previous["status"] in FINAL and previous.get("config_hash") == digest:
+            log.info("skipping %s: already %s", run.path, previous["status"])
+            return previous["status"], True
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.clear_results()
+    atomic_write_text(run.config, OmegaConf.to_yaml(cfg, resolve=True))
+    run.write_status(RUNNING, config_hash=digest)
+    try:
+        with sigterm_interrupts():
+            check_config(cfg)
+            outcome = train(cfg, run)
+    except ConfigError as err:
+        run.write_status(INVALID, config_hash=digest, message=str(err))
+        log.warning("invalid: %s", err)
+        return INVALID, False
+    except KeyboardInterrupt as err:
+        run.write_status(INTERRUPTED, config_hash=digest, message=str(err) or "interrupted")
+        raise
+    except Exception as err:  # any bug or resource error: recorded, the sweep goes on
+        atomic_write_text(run.error_file, traceback.format_exc())
+        message = f"{type(err).__name__}: {err}".splitlines()[0]
+        run.write_status(FAILED, config_hash=digest, message=message)
+        log.error("failed: %s (traceback in %s)", message, run.error_file)
+        return FAILED, False
+    run.write_status(outcome.status, config_hash=digest, **outcome.status_fields())
+    return outcome.status, False
+
+
+@dataclass
+class Outcome:
+    """How training ended: the status and where a divergence was first seen."""
+
+    status: str
+    steps_done: int
+    diverged_step: int | None = None
+    diverged_layer: str | None = None
+
+    def status_fields(self) -> dict[str, Any]:
+        if self.status != DIVERGED:
+            return {"step": self.steps_done}
+        where = f" in {self.diverged_layer}" if self.diverged_layer else ""
+        return {
+            "step": self.diverged_step,
+            "layer": self.diverged_layer,
+            "message": f"non-finite loss or gradient at step {self.diverged_step}{where}",
+        }
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Dataset) -> tuple[float, float]:
+    """Loss and accuracy on the held-out set, in eval mode (batch norm uses running statistics)."""
+    model.eval()
+    output = model(data.x_test)
+    loss, accuracy = data.loss(output, data.y_test), data.accuracy(output, data.y_test)
+    model.train()
+    return float(loss), float(accuracy)
+
+
+def total_grad_norm(model: nn.Module) -> Tensor:
+    """Global L2 norm of all gradients without a host sync (clip_grad_norm_'s computation)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
+def train(cfg: DictConfig, run: RunDir) -> Outcome:
+    """Train for `cfg.steps` steps, probing gradients, and write layers, metrics and summary."""
+    device = resolve_device(cfg.device)
+    torch.set_num_threads(cfg.threads or default_threads())
+    data = fit_data(cfg.model.name, load_dataset(cfg.data, cfg.seq_len)).to(device)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, data.n_features, data.n_outputs).to(device)
+    optimizer = make_optimizer(model.parameters(), cfg)
+    order = batches(len(data.x_train), cfg.batch_size, torch.Generator().manual_seed(cfg.seed))
+    eval_every = cfg.eval_every or max(1, cfg.steps // 10)
+    atomic_write_json(run.env_file, environment(device))
+
+    started = time.perf_counter()
+    outcome = Outcome(DONE, steps_done=0)
+    with (
+        MetricsWriter(run.metrics_dir, chunk_rows=cfg.probe.chunk_rows) as writer,
+        GradientProbe(
+            model,
+            every=cfg.probe.every,
+            weights=cfg.probe.weights,
+            activations=cfg.probe.activations,
+            updates=cfg.probe.updates,
+            time=cfg.probe.time,
+            sink=writer,
+        ) as probe,
+    ):
+        atomic_write_text(run.layers_file, probe.layer_table().to_csv(index=False))
+        record_eval(writer, 0, *evaluate(model, data))
+        bar = tqdm(total=cfg.steps, desc=run.path.name, disable=not cfg.progress, leave=False)
+        for step in range(cfg.steps):
+            idx = next(order).to(device)
+            loss = data.loss(model(data.x_train[idx]), data.y_train[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            probe.capture(step, loss)
+            if cfg.clip > 0:  # clip after the probe read the raw gradients: explosion stays visible
+                total = nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            else:
+                total = total_grad_norm(model)
+            # One host sync per step: a NaN or Inf anywhere reaches the loss or the total norm.
+            if not bool(torch.isfinite(loss) & torch.isfinite(total)):
+                probe.commit()
+                outcome = Outcome(DIVERGED, step, step, probe.locate_nonfinite())
+                break
+            optimizer.step()
+            probe.commit()
+            outcome.steps_done = step + 1
+            if outcome.steps_done % eval_every == 0 or outcome.steps_done == cfg.steps:
+                record_eval(writer, outcome.steps_done, *evaluate(model, data))
+            bar.update()
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{loss.item():.4g}", refresh=False)
+        bar.close()
+    elapsed = time.perf_counter() - started
+    run.write_summary(summarise(run, outcome, elapsed))
+    return outcome
+
+
+def record_eval(writer: MetricsWriter, step: int, loss: float, accuracy: float) -> None:
+    writer.append("evals", {"step": [step], "loss": [loss], "accuracy": [accuracy]})
+
+
+def summarise(run: RunDir, outcome: Outcome, elapsed: float) -> dict[str, Any]:
+    """The one-row summary: final and best metrics, speed, and the gradient ratios."""
+    evals, steps = run.read_table("evals"), run.read_table("steps")
+    layers = run.read_table("layers")
+    layer_table = pd.read_csv(run.layers_file)
+    last_eval = evals.iloc[-1] if len(evals) else None
+    return {
+        "status": outcome.status,
+        "steps_done": outcome.steps_done,
+        "train_loss_final": float(steps["loss"].iloc[-1]) if len(steps) else math.nan,
+        "test_loss_final": float(last_eval["loss"]) if last_eval is not None else math.nan,
+        "test_accuracy_final": float(last_eval["accuracy"]) if last_eval is not None else math.nan,
+        "test_accuracy_best": float(evals["accuracy"].max()) if len(evals) else math.nan,
+        "wall_time_s": elapsed,
+        "steps_per_s": outcome.steps_done / elapsed if elapsed > 0 else math.nan,
+        "diverged_step": outcome.diverged_step,
+        "diverged_layer": outcome.diverged_layer,
+        **gradient_summary(layers, layer_table, steps),
+    }

@@ -1,0 +1,177 @@
+"""Check keys and values before anything runs, so a typo costs one line, not a traceback.
+
+`check_overrides` expands Hydra's sweep syntax with Hydra's own parser (commas, `range(...)`,
+`choice(...)`, `glob(...)`) and checks every value a sweep would produce; `check_config` checks a
+composed config the same way, from the same tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from importlib import resources
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Glob, Override
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+
+from vgx.config import DataConfig, ModelConfig, ProbeConfig, VgxConfig
+from vgx.data import DATASETS
+from vgx.errors import ConfigError
+from vgx.models import ACTIVATIONS, INITS, MODELS, NORMS, RECURRENT_INITS, SKIPS
+from vgx.optim import DEVICES, OPTIMIZERS
+from vgx.registry import Registry
+
+LOGGERS: Registry[None] = Registry("logger", "where metrics are also sent while a run goes")
+LOGGERS.add("none", None)
+
+
+def experiment_names() -> list[str]:
+    """The canned experiments: one YAML file each in configs/experiment/."""
+    folder = resources.files("vgx.configs") / "experiment"
+    if not folder.is_dir():
+        return []
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def choices() -> dict[str, Mapping[str, Any]]:
+    """Every key whose value is a name, with its registry: what `vgx list` prints."""
+    experiments: Registry[None] = Registry("experiment", "canned sweep of a classic result")
+    for name in experiment_names():
+        experiments.add(name, None)
+    return {
+        "model": MODELS,
+        "data": DATASETS,
+        "act": ACTIVATIONS,
+        "init": INITS,
+        "recurrent_init": RECURRENT_INITS,
+        "norm": NORMS,
+        "skip": SKIPS,
+        "optimizer": OPTIMIZERS,
+        "device": DEVICES,
+        "logger": LOGGERS,
+        "experiment": experiments,
+    }
+
+
+# key -> (lowest allowed value, whether the bound itself is allowed)
+BOUNDS: dict[str, tuple[float, bool]] = {
+    "depth": (1, True),
+    "width": (1, True),
+    "steps": (1, True),
+    "batch_size": (1, True),
+    "seq_len": (1, True),
+    "lr": (0, False),
+    "init_std": (0, False),
+    "momentum": (0, True),
+    "weight_decay": (0, True),
+    "clip": (0, True),
+    "eval_every": (0, True),
+    "threads": (0, True),
+    "seed": (0, True),
+    "model.kernel_size": (1, True),
+    "data.n_train": (1, True),
+    "data.n_test": (1, True),
+    "data.n_features": (2, True),
+    "data.n_classes": (2, True),
+    "data.class_sep": (0, False),
+    "data.n_symbols": (2, True),
+    "data.copy_len": (1, True),
+    "data.seed": (0, True),
+    "probe.every": (1, True),
+    "probe.hist_every": (0, True),
+    "probe.chunk_rows": (1, True),
+}
+
+
+def _fields(schema: type, prefix: str = "") -> dict[str, type]:
+    return {f"{prefix}{f.name}": f.type for f in dataclasses.fields(schema)}
+
+
+def known_keys() -> dict[str, Any]:
+    """Every settable key with its declared type (as written in the dataclasses)."""
+    keys = _fields(VgxConfig)
+    for group, schema in (("model", ModelConfig), ("data", DataConfig), ("probe", ProbeConfig)):
+        keys.update(_fields(schema, f"{group}."))
+    return keys
+
+
+def check_value(key: str, value: Any) -> None:
+    """Raise ConfigError naming `key=value` and what would be valid."""
+    registry = choices().get(key)
+    if registry is not None:
+        if not isinstance(value, str) or value not in registry:
+            raise ConfigError(registry.unknown(value))
+        return
+    if key not in BOUNDS:
+        return
+    low, inclusive = BOUNDS[key]
+    integral = "int" in str(known_keys().get(key, ""))
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        kind = "an integer" if integral else "a number"
+        raise ConfigError(f"{key}={value} is not {kind}")
+    if integral and not isinstance(value, int):
+        raise ConfigError(f"{key}={value} is not an integer")
+    if math.isnan(value) or value < low or (value == low and not inclusive):
+        relation = "≥" if inclusive else ">"
+        raise ConfigError(f"{key}={value} is out of range; valid: {relation} {low}")
+
+
+def expand(override: Override) -> list[Any]:
+    """All values an override stands for: one, or every value of a sweep (globs over choices)."""
+    value = override.value()
+    if isinstance(value, Glob):
+        return list(value.filter(list(choices().get(override.key_or_group, {}))))
+    if override.is_sweep_override():
+        return list(override.sweep_iterator())
+    return [value]
+
+
+def parse_overrides(overrides: list[str]) -> list[Override]:
+    """Hydra's own parse of command-line overrides; a syntax error becomes one ConfigError line."""
+    try:
+        return OverridesParser.create().parse_overrides(overrides)
+    except HydraException as err:
+        first = str(err).strip().splitlines()[0]
+        raise ConfigError(f"cannot parse overrides: {first}") from None
+
+
+def check_overrides(overrides: list[str]) -> None:
+    """Check every key and every value a (sweep) command line names, before Hydra starts."""
+    parsed = parse_overrides(overrides)
+    keys = known_keys()
+    for override in parsed:
+        key = override.key_or_group
+        if override.is_hydra_override() or key.startswith("hydra"):
+            continue
+        if key not in keys:
+            raise ConfigError(f"unknown key '{key}'; valid keys: {', '.join(sorted(keys))}")
+        if override.is_delete():
+            raise ConfigError(f"'~{key}' would delete a key vgx needs; set a value instead")
+        for value in expand(override):
+            check_value(key, value)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Check a composed run config key by key (combinations are checked when the model is built)."""
+    flat = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    for key, value in flat.items():
+        if key == "experiment" and not value:
+            continue
+        check_value(key, value)
+
+
+def _flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{name}."))
+            if "name" in value:
+                flat[name] = value["name"]
+        else:
+            flat[name] = value
+    return flat
