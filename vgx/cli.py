@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import textwrap
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -274,7 +275,7 @@ def dispatch(argv: list[str]) -> int:
         raise VgxError(f"unknown command '{name}'; valid: {', '.join(COMMANDS)}")
     handler, use, what = COMMANDS[name]
     if args[:1] in (["-h"], ["--help"]):
-        print(f"usage: {use}\n\n{what}.\n\n{COMMAND_HELP[name]}")
+        print(f"usage: {use}\n\n{what}.\n\n{textwrap.fill(COMMAND_HELP[name], 88)}")
         return 0
     return handler(args)
 
