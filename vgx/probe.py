@@ -1,0 +1,497 @@
+"""Per-layer gradient, activation and update metrics, recorded every `every`-th training step.
+
+The loop calls `capture(step, loss)` after backward (and after `GradScaler.unscale_`), before
+clipping and `optimizer.step()`, then `commit()` after the step. Definitions (column names are the
+contract of docs/run-directory.md):
+
+- Layers: modules that own weights: Linear (`linear`), Conv1d/2d/3d (`conv`), RNN/LSTM/GRU and their
+  cells (`rnn`, `lstm`, `gru`), BatchNorm/LayerNorm/GroupNorm with an affine weight (`norm`). A
+  layer's weight is every `weight*` parameter it owns (biases excluded); `fan_in`/`fan_out` follow
+  torch.nn.init for its first weight (a 1-D norm weight: both are its size). Order: forward order,
+  the order in which layers first run on the first recorded forward pass (registration order
+  before it; layers that never ran come last, in registration order).
+- `grad_norm` = ‖dL/dW‖₂ over the layer's weights; `grad_rms` = grad_norm / √params; `weight_norm`
+  = ‖W‖₂ before the optimizer step; `update_ratio` = ‖W_after − W_before‖₂ / ‖W_before‖₂;
+  `nonfinite` = NaN/Inf elements of dL/dW. Nothing non-finite is masked: such norms are inf/NaN.
+  All-frozen weights give grad_norm NaN; a trainable weight without `.grad` counts as zero. Norms
+  accumulate in float32 (as clip_grad_norm_): beyond ~1e19 they read inf while `nonfinite` stays 0.
+- `act_grad_norm` = ‖dL/d(output)‖₂, output = the module's forward output (RNN: the output
+  sequence; LSTMCell: h), read by a tensor hook that a forward hook puts on the output, so in-place
+  ops after the layer and inputs without requires_grad are fine. 0 when the output got no
+  gradient, NaN when it was not part of a graph. With a scaled loss (AMP) pass `loss_scale`.
+- `act_mean`, `act_std` (population std), `saturated`, `dead`: over all elements of the output of
+  the first activation module (probe_stats.ACTIVATIONS: Sigmoid, Tanh, ReLU, ...) that runs after
+  the layer and before the next layer; else of the layer's own output as it stands when the next
+  layer runs (functional activations, RNN hidden states). `saturated`: fraction of units whose
+  derivative is below 5% of its maximum: sigmoid y(1−y) < 0.0125, tanh 1−y² < 0.05, softsign
+  (1−|y|)² < 0.05; NaN for activations that do not saturate and for raw layer outputs. `dead`:
+  fraction of exact zeros, for the ReLU family (ReLU, ReLU6, LeakyReLU, PReLU, RReLU: the leaky ones
+  measure ~0, they cannot die); NaN for other activations and for raw layer outputs.
+- A module called several times per forward (shared layer, unrolled cell) is aggregated: squared
+  norms add up over calls; activation statistics pool all elements of all calls.
+- `hidden_grad_norm` (table `time`, RNN family): per time step t, ‖dL/d(output[:, t])‖₂ over batch
+  and hidden units. nn.RNN/LSTM/GRU: the gradient reaching the output sequence (either layout, or
+  a PackedSequence); a cell: its t-th call's output, whose gradient includes later time steps.
+- Per step (table `steps`): `loss`, `grad_total_norm` (all parameters with grads, as
+  clip_grad_norm_), `nonfinite` (NaN/Inf gradient elements of those parameters).
+
+A group switched off (`weights`, `activations`, `updates`, `time`) computes nothing and writes NaN
+columns (`time`: no rows); `nonfinite` is always filled, it comes from the per-step check.
+
+Which forward passes are recorded: after commit() of step s the hooks are armed for step s + 1
+(for the first forward: step 0) when that step is probed; call `start_step(step)` before the
+forward pass when steps are not consecutive. Forward passes under torch.no_grad() are ignored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
+
+from vgx.errors import ConfigError
+from vgx.probe_stats import (
+    LAYER_METRICS,
+    RAW,
+    SCHEMAS,
+    Record,
+    Shape,
+    activation_metrics,
+    activation_shape,
+    empty_frame,
+    norms,
+    output_grad_metrics,
+    packed_step_norms,
+    stack_record,
+    statistics,
+    step_norms,
+    to_host,
+    total_norm,
+    typed,
+)
+
+KINDS: tuple[tuple[tuple[type[nn.Module], ...], str], ...] = (
+    ((nn.Linear,), "linear"),
+    ((nn.Conv1d, nn.Conv2d, nn.Conv3d), "conv"),
+    ((nn.RNN, nn.RNNCell), "rnn"),
+    ((nn.LSTM, nn.LSTMCell), "lstm"),
+    ((nn.GRU, nn.GRUCell), "gru"),
+    ((nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm), "norm"),
+    ((nn.LayerNorm, nn.GroupNorm), "norm"),
+)
+GROUPS: dict[str, tuple[str, ...]] = {
+    "weights": ("grad_norm", "grad_rms", "weight_norm"),
+    "activations": ("act_grad_norm", "act_mean", "act_std", "saturated", "dead"),
+    "updates": ("update_ratio",),
+    "time": (),  # hidden_grad_norm, in its own table
+}
+LAYER_COLUMNS = ("layer", "name", "kind", "params", "fan_in", "fan_out")
+
+
+class Sink(Protocol):
+    """Where rows go, e.g. vgx.store.MetricsWriter."""
+
+    def append(self, table: str, columns: Mapping[str, np.ndarray]) -> None: ...
+
+
+class MemorySink:
+    """The default sink: keeps the rows for `GradientProbe.frames()`."""
+
+    def __init__(self) -> None:
+        self._parts: dict[str, list[Mapping[str, np.ndarray]]] = {t: [] for t in SCHEMAS}
+
+    def append(self, table: str, columns: Mapping[str, np.ndarray]) -> None:
+        self._parts[table].append(columns)
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        return {
+            table: pd.DataFrame({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+            if parts
+            else empty_frame(table)
+            for table, parts in self._parts.items()
+        }
+
+
+@dataclass
+class _Layer:
+    name: str
+    kind: str
+    module: nn.Module
+    weights: list[nn.Parameter]
+    fused_rnn: bool  # nn.RNN/LSTM/GRU: time steps are a dimension of the output
+    cell: bool  # nn.RNNCell/LSTMCell/GRUCell: time step t is the t-th call
+
+
+@dataclass
+class _Capture:
+    """One recorded step between capture() and commit()."""
+
+    step: int
+    record: Record | None
+    pieces: dict[str, Tensor]  # device tensors, moved to the host together at commit()
+    loss: float | None  # when the loss was given as a number
+    loss_scale: float
+    present: list[int]  # indices of the parameters that had a .grad
+    nonfinite: np.ndarray  # non-finite gradient elements per parameter
+    snapshot: list[Tensor] | None  # the weights before optimizer.step()
+
+
+@dataclass
+class _Metrics:
+    """One recorded step on the host; per-layer arrays are in registration order."""
+
+    loss: float
+    grad_total_norm: float
+    nonfinite: int
+    layers: dict[str, np.ndarray]
+    act_nonfinite: np.ndarray
+    hidden: dict[int, np.ndarray]
+
+
+class GradientProbe:
+    """Records per-layer gradient, activation and update metrics of `model` every `every` steps."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        every: int = 1,
+        weights: bool = True,
+        activations: bool = True,
+        updates: bool = True,
+        time: bool = True,
+        sink: Sink | None = None,
+    ) -> None:
+        if every < 1:
+            raise ConfigError(f"probe.every={every}: must be at least 1")
+        self.every = every
+        self._on = {
+            "weights": weights,
+            "activations": activations,
+            "updates": updates,
+            "time": time,
+        }
+        self._sink = MemorySink() if sink is None else sink
+        self._layers = _find_layers(model)
+        self._params = [p for p in model.parameters() if p.requires_grad]
+        self._weights = list({id(w): w for layer in self._layers for w in layer.weights}.values())
+        param_index = {id(p): i for i, p in enumerate(self._params)}
+        weight_index = {id(w): i for i, w in enumerate(self._weights)}
+        pairs = [(i, w) for i, layer in enumerate(self._layers) for w in layer.weights]
+        # (layer, weight) pairs: per-layer sums on the host are bincounts over these
+        self._pair_layer = np.array([i for i, _ in pairs], dtype=np.int64)
+        self._pair_weight = np.array([weight_index[id(w)] for _, w in pairs], dtype=np.int64)
+        self._pair_param = np.array([param_index.get(id(w), -1) for _, w in pairs], dtype=np.int64)
+        self._numel = np.array([sum(w.numel() for w in la.weights) for la in self._layers], float)
+        self._cells = {i for i, layer in enumerate(self._layers) if layer.cell}
+        self._order: list[int] | None = None  # registration indices in forward order, once known
+        self._watch_outputs = activations or time
+        self._handles = [
+            layer.module.register_forward_hook(partial(self._on_layer_output, i))
+            for i, layer in enumerate(self._layers)
+        ]
+        if activations:
+            self._handles += [
+                module.register_forward_hook(partial(self._on_activation_output, shape))
+                for module in model.modules()
+                if (shape := activation_shape(module)) is not None
+            ]
+        self._record: Record | None = None
+        self._capture: _Capture | None = None
+        self._last: _Metrics | None = None  # the latest probed step, for locate_nonfinite()
+        self._last_step = -1
+        self.start_step(0)
+
+    # -- the training loop's calls ------------------------------------------------------------
+
+    def is_probed(self, step: int) -> bool:
+        """Whether `step` is recorded; on other steps each hook costs one flag check."""
+        return step % self.every == 0
+
+    def start_step(self, step: int) -> None:
+        """Arm (or disarm) the hooks for the forward pass of `step`; needed only to skip steps."""
+        self._record = Record([0] * len(self._layers)) if self.is_probed(step) else None
+
+    def capture(self, step: int, loss: Tensor | float, loss_scale: float = 1.0) -> None:
+        """Read this step's gradients: after backward and unscale_, before clipping and step().
+
+        `loss_scale`: the factor the loss was multiplied by before backward (AMP:
+        `scaler.get_scale()`): output gradients, seen during backward, are divided by it.
+        """
+        record, self._record = self._record, None
+        self._flush()  # commit() was skipped: record that step as it stands
+        self._last_step = step
+        if record is not None and self._order is None and record.seen:
+            unseen = [i for i in range(len(self._layers)) if i not in record.seen]
+            self._order = [*record.seen, *unseen]
+        if not self.is_probed(step):
+            self._last = None
+            return
+        with torch.no_grad():
+            self._capture = self._read(step, record, loss, float(loss_scale))
+
+    def commit(self) -> None:
+        """After optimizer.step(): measure the update, emit the step's rows, arm the next step."""
+        self._flush()
+        if self._record is None:
+            self.start_step(self._last_step + 1)
+
+    def close(self) -> None:
+        """Record a pending step and remove every hook: the model is left exactly as before."""
+        self._flush()
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self._record = None
+
+    def __enter__(self) -> GradientProbe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- results ------------------------------------------------------------------------------
+
+    def layer_table(self) -> pd.DataFrame:
+        """The layers in forward order, as written to layers.csv."""
+        rows = []
+        for position, i in enumerate(self._forward_order()):
+            layer = self._layers[i]
+            fan_in, fan_out = _fans(layer.weights[0])
+            rows.append((position, layer.name, layer.kind, int(self._numel[i]), fan_in, fan_out))
+        return pd.DataFrame(rows, columns=list(LAYER_COLUMNS))
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """The rows recorded so far, one frame per table (with the default in-memory sink)."""
+        if not isinstance(self._sink, MemorySink):
+            raise TypeError("frames() needs the in-memory sink (sink=None)")
+        return self._sink.frames()
+
+    def locate_nonfinite(self) -> str | None:
+        """The layer where NaN/Inf first appears, to say where a run diverged.
+
+        Forward activations first, in forward order; else the layer nearest the output whose
+        weight gradients hold NaN/Inf. Uses the latest step's record when it was probed; else it
+        scans the current gradients (activations are not watched on unprobed steps).
+        """
+        order = self._forward_order()
+        capture = self._capture
+        metrics = self._metrics(capture, to_host(capture.pieces)) if capture else self._last
+        if metrics is not None:
+            found = [i for i in order if metrics.act_nonfinite[i]]
+            found += [i for i in reversed(order) if metrics.layers["nonfinite"][i] > 0]
+        else:
+            found = [
+                i
+                for i in reversed(order)
+                for w in self._layers[i].weights
+                if w.grad is not None and not bool(torch.isfinite(w.grad).all())
+            ]
+        return self._layers[found[0]].name if found else None
+
+    # -- hooks: armed only while a probed step runs (self._record is not None) -----------------
+
+    def _on_layer_output(self, index: int, module: nn.Module, args: Any, output: Any) -> None:
+        record = self._record
+        if record is None or not torch.is_grad_enabled():
+            return
+        record.seen.setdefault(index)
+        if not self._watch_outputs:
+            return
+        # RNN modules return (sequence, h_n), LSTMCell returns (h, c)
+        out = output[0] if isinstance(output, tuple) else output
+        values = out.data if isinstance(out, PackedSequence) else out
+        call = record.calls[index]
+        record.calls[index] += 1
+        if self._on["activations"]:
+            self._settle(record)
+            record.pending = (index, values.detach())
+        if values.requires_grad:
+            record.hooked.add(index)
+            reduce = self._grad_reducer(index, out, record)
+            values.register_hook(partial(_on_output_grad, record, index, call, reduce))
+
+    def _on_activation_output(
+        self, shape: Shape, module: nn.Module, args: Any, output: Any
+    ) -> None:
+        record = self._record
+        if record is None or record.pending is None or not torch.is_grad_enabled():
+            return
+        index, _ = record.pending
+        record.pending = None  # claimed: the layer's own output is not needed
+        record.stats.append(statistics(index, output, shape))
+
+    def _settle(self, record: Record) -> None:
+        """No activation module followed the pending layer: describe its own output."""
+        if record.pending is not None:
+            index, values = record.pending
+            record.pending = None
+            record.stats.append(statistics(index, values, RAW))
+
+    def _grad_reducer(
+        self, index: int, out: Tensor | PackedSequence, record: Record
+    ) -> Callable[[Tensor], Tensor]:
+        """How the output gradient is reduced: to its norm, or to one norm per time step."""
+        layer = self._layers[index]
+        if not (self._on["time"] and layer.fused_rnn):
+            return total_norm
+        if isinstance(out, PackedSequence):
+            steps = len(out.batch_sizes)
+            rows = torch.repeat_interleave(torch.arange(steps), out.batch_sizes)
+            reduce = partial(packed_step_norms, rows.to(out.data.device), steps)
+        else:
+            time_dim = 1 if out.dim() == 3 and layer.module.batch_first else 0
+            steps = out.shape[time_dim]
+            reduce = partial(step_norms, [d for d in range(out.dim()) if d != time_dim])
+        record.steps[index] = max(record.steps.get(index, 0), steps)
+        return reduce
+
+    # -- host side: one transfer per recorded step, then numpy over short vectors --------------
+
+    def _read(
+        self, step: int, record: Record | None, loss: Tensor | float, loss_scale: float
+    ) -> _Capture:
+        """capture() of a probed step: reductions launched on the device, one bool synced."""
+        if record is not None:
+            self._settle(record)
+        present = [i for i, p in enumerate(self._params) if p.grad is not None]
+        grads = [self._params[i].grad for i in present]
+        weights = self._weights if self._on["weights"] or self._on["updates"] else []
+        # Gradients and weights in one norms() call: one _foreach_norm per device/dtype group.
+        both = norms(grads + weights)
+        pieces = {"grads": both[: len(grads)], "weights": both[len(grads) :]}
+        if isinstance(loss, Tensor):
+            pieces["loss"] = loss.detach().reshape(1)
+        if record is not None:
+            pieces.update(stack_record(record))
+        nonfinite = np.zeros(len(self._params), dtype=np.int64)
+        # capture()'s one host sync, a single bool: elements must be counted now, before clipping
+        # rescales them, and only when a norm is not finite (a norm is finite iff its elements
+        # are, barring overflow).
+        if not bool(torch.isfinite(pieces["grads"]).all()):
+            for i, grad in zip(present, grads, strict=True):
+                nonfinite[i] = grad.numel() - int(torch.isfinite(grad).sum())
+        return _Capture(
+            step=step,
+            record=record,
+            pieces=pieces,
+            loss=None if isinstance(loss, Tensor) else float(loss),
+            loss_scale=loss_scale,
+            present=present,
+            nonfinite=nonfinite,
+            # A copy held until commit() makes ‖W_after − W_before‖ exact for any optimizer;
+            # _foreach_mul copies in one C++ loop instead of a Python loop of clone().
+            snapshot=torch._foreach_mul(self._weights, 1.0) if self._on["updates"] else None,
+        )
+
+    def _flush(self) -> None:
+        """Measure the update of the pending capture (if any) and emit its rows."""
+        capture, self._capture = self._capture, None
+        if capture is None:
+            return
+        pieces = dict(capture.pieces)
+        if capture.snapshot is not None:
+            with torch.no_grad():
+                torch._foreach_sub_(capture.snapshot, self._weights)  # in place: no second copy
+                pieces["update"] = norms(capture.snapshot)
+        self._last = self._metrics(capture, to_host(pieces))
+        self._emit(capture.step, self._last)
+
+    def _metrics(self, capture: _Capture, host: Mapping[str, np.ndarray]) -> _Metrics:
+        n_layers = len(self._layers)
+        per_layer = partial(np.bincount, self._pair_layer, minlength=n_layers)
+        trainable = self._pair_param >= 0
+        grads = np.zeros(len(self._params))
+        grads[capture.present] = host["grads"]
+        layers = dict.fromkeys(LAYER_METRICS, np.full(n_layers, np.nan))
+        layers["nonfinite"] = per_layer(np.where(trainable, capture.nonfinite[self._pair_param], 0))
+        if self._on["weights"] or self._on["updates"]:
+            weight_norm = np.sqrt(per_layer(host["weights"][self._pair_weight] ** 2))
+        if self._on["weights"]:
+            grad_sq = per_layer(np.where(trainable, grads[self._pair_param], 0.0) ** 2)
+            layers["grad_norm"] = np.where(per_layer(trainable) > 0, np.sqrt(grad_sq), np.nan)
+            layers["grad_rms"] = layers["grad_norm"] / np.sqrt(self._numel)
+            layers["weight_norm"] = weight_norm
+        if "update" in host:
+            layers["update_ratio"] = np.sqrt(per_layer(host["update"][self._pair_weight] ** 2))
+            layers["update_ratio"] /= weight_norm
+        act_nonfinite, hidden = np.zeros(n_layers, dtype=bool), {}
+        record = capture.record
+        if record is not None:
+            act_grad_norm, hidden = output_grad_metrics(
+                record, host, n_layers, capture.loss_scale, self._cells
+            )
+            if self._on["activations"]:
+                layers["act_grad_norm"] = act_grad_norm
+            if record.stats:
+                stats = activation_metrics(record, host, n_layers)
+                act_nonfinite = stats.pop("act_nonfinite")
+                layers.update(stats)
+        return _Metrics(
+            loss=float(host["loss"][0]) if "loss" in host else capture.loss,
+            grad_total_norm=math.sqrt(float(np.sum(grads**2))),
+            nonfinite=int(capture.nonfinite.sum()),
+            layers=layers,
+            act_nonfinite=act_nonfinite,
+            hidden=hidden if self._on["time"] else {},
+        )
+
+    def _emit(self, step: int, metrics: _Metrics) -> None:
+        order = np.array(self._forward_order(), dtype=np.int64)
+        if len(order):
+            rows = {"step": step, "layer": np.arange(len(order))}
+            rows.update({name: values[order] for name, values in metrics.layers.items()})
+            self._sink.append("layers", typed("layers", rows, len(order)))
+        steps = {
+            "step": step,
+            "loss": metrics.loss,
+            "grad_total_norm": metrics.grad_total_norm,
+            "nonfinite": metrics.nonfinite,
+        }
+        self._sink.append("steps", typed("steps", steps, 1))
+        series = [(pos, metrics.hidden[i]) for pos, i in enumerate(order) if i in metrics.hidden]
+        if series:
+            time = {
+                "step": step,
+                "layer": np.concatenate([np.full(len(v), pos) for pos, v in series]),
+                "t": np.concatenate([np.arange(len(v)) for _, v in series]),
+                "hidden_grad_norm": np.concatenate([v for _, v in series]),
+            }
+            self._sink.append("time", typed("time", time, len(time["t"])))
+
+    def _forward_order(self) -> list[int]:
+        return self._order if self._order is not None else list(range(len(self._layers)))
+
+
+def _find_layers(model: nn.Module) -> list[_Layer]:
+    """Modules that own weights, in registration order."""
+    layers = []
+    for name, module in model.named_modules():
+        kind = next((k for classes, k in KINDS if isinstance(module, classes)), None)
+        weights = [p for n, p in module.named_parameters(recurse=False) if n.startswith("weight")]
+        if kind is not None and weights:  # not e.g. LayerNorm(elementwise_affine=False)
+            fused = isinstance(module, nn.RNNBase)
+            cell = isinstance(module, nn.RNNCellBase)
+            layers.append(_Layer(name, kind, module, weights, fused, cell))
+    return layers
+
+
+def _fans(weight: Tensor) -> tuple[int, int]:
+    """torch.nn.init's fan_in/fan_out; a 1-D (norm) weight has both equal to its size."""
+    if weight.dim() < 2:
+        return weight.numel(), weight.numel()
+    receptive = weight[0][0].numel()
+    return weight.shape[1] * receptive, weight.shape[0] * receptive
+
+
+def _on_output_grad(
+    record: Record, index: int, call: int, reduce: Callable[[Tensor], Tensor], grad: Tensor
+) -> None:
+    record.grads.append((index, call, reduce(grad)))
