@@ -34,13 +34,16 @@ def gradient_summary(
     uniform vanishing. A value of exactly 0 is a result (±inf), NaN means "not recorded".
     """
     first, last = _end_layers(layer_table)
+    step, layer = _column(layers, "step"), _column(layers, "layer")
     result: dict[str, float] = {}
-    for stage, at_step in zip(("init", "end"), _first_and_last_step(layers), strict=True):
+    for stage, at in (("init", step.min(initial=np.inf)), ("end", step.max(initial=-np.inf))):
+        here = step == at
         for key, metric in (("grad", "grad_norm"), ("act", "act_grad_norm")):
+            values = _column(layers, metric)
             result[f"vanishing_ratio_{key}_{stage}"] = log10_ratio(
-                _value(at_step, first, metric), _value(at_step, last, metric)
+                _pick(values, here & (layer == first)), _pick(values, here & (layer == last))
             )
-        result[f"min_grad_norm_{stage}"] = _nanmin(at_step, "grad_norm")
+        result[f"min_grad_norm_{stage}"] = _nanmin(_column(layers, "grad_norm")[here])
     result["steps_to_half_loss"] = _steps_to_half_loss(steps)
     return {key: result[key] for key in SUMMARY_KEYS}
 
@@ -58,41 +61,29 @@ def log10_ratio(first: float, last: float) -> float:
     return math.log10(first) - math.log10(last)  # no division: float32 extremes would overflow
 
 
-def _end_layers(layer_table: pd.DataFrame) -> tuple[int | None, int | None]:
-    """First and last layer in forward order that is not a normalisation layer."""
+def _end_layers(layer_table: pd.DataFrame) -> tuple[float, float]:
+    """First and last layer in forward order that is not a normalisation layer (NaN: none)."""
     if not len(layer_table):
-        return None, None
-    weights = layer_table[layer_table["kind"] != NORM_KIND].sort_values("layer")["layer"]
-    if not len(weights):
-        return None, None
-    return int(weights.iloc[0]), int(weights.iloc[-1])
+        return math.nan, math.nan
+    weights = layer_table.loc[layer_table["kind"] != NORM_KIND, "layer"].to_numpy(np.float64)
+    return (weights.min(), weights.max()) if weights.size else (math.nan, math.nan)
 
 
-def _first_and_last_step(layers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The rows of the first and the last probed step, indexed by layer (empty if none)."""
-    if not len(layers) or "step" not in layers.columns:
-        empty = pd.DataFrame(index=pd.Index([], name="layer"))
-        return empty, empty
-    steps = layers["step"].to_numpy()
-    first, last = (
-        layers[steps == s].drop_duplicates("layer", keep="last").set_index("layer")
-        for s in (steps.min(), steps.max())
-    )
-    return first, last
+def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """A column as float64 (all NaN when the table lacks it)."""
+    if name not in frame.columns:
+        return np.full(len(frame), np.nan)
+    return frame[name].to_numpy(dtype=np.float64)
 
 
-def _value(at_step: pd.DataFrame, layer: int | None, metric: str) -> float:
-    """One layer's metric as a float; NaN when the layer, the step or the metric is missing."""
-    if layer is None or metric not in at_step.columns or layer not in at_step.index:
-        return math.nan
-    return float(at_step.at[layer, metric])
+def _pick(values: np.ndarray, rows: np.ndarray) -> float:
+    """The value of the (last) selected row; NaN when no row is selected."""
+    index = np.flatnonzero(rows)
+    return float(values[index[-1]]) if index.size else math.nan
 
 
-def _nanmin(at_step: pd.DataFrame, metric: str) -> float:
-    """Smallest recorded value over layers; NaN (without a warning) when none was recorded."""
-    if metric not in at_step.columns:
-        return math.nan
-    values = at_step[metric].to_numpy(dtype=np.float64)
+def _nanmin(values: np.ndarray) -> float:
+    """Smallest recorded value; NaN (without a warning) when none was recorded."""
     values = values[~np.isnan(values)]
     return float(values.min()) if values.size else math.nan
 
@@ -101,9 +92,10 @@ def _steps_to_half_loss(steps: pd.DataFrame | None) -> float:
     """First probed step whose loss is at most half the first loss; NaN if never (or unknown)."""
     if steps is None or not len(steps) or "loss" not in steps.columns:
         return math.nan
-    ordered = steps.sort_values("step")
-    loss = ordered["loss"].to_numpy(dtype=np.float64)
+    step = _column(steps, "step")
+    order = np.argsort(step, kind="stable")
+    loss = _column(steps, "loss")[order]
     if not math.isfinite(loss[0]):
         return math.nan
     reached = np.flatnonzero(loss <= loss[0] / 2)
-    return float(ordered["step"].iloc[reached[0]]) if reached.size else math.nan
+    return float(step[order][reached[0]]) if reached.size else math.nan
