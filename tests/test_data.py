@@ -10,7 +10,7 @@ from vgx.data import ADDING_TOLERANCE, SEQUENCE, load_dataset
 def test_digits_are_scaled_8x8_images_with_ten_classes(make_cfg):
     data = load_dataset(make_cfg("data=digits").data, seq_len=10)
     assert data.x_train.shape[1] == 64 and data.n_outputs == 10
-    assert 0 <= float(data.x_train.min()) and float(data.x_train.max()) <= 1
+    assert float(data.x_train.min()) >= 0 and float(data.x_train.max()) <= 1
 
 
 def test_datasets_are_identical_for_the_same_seed(make_cfg):
@@ -48,7 +48,7 @@ def test_adding_marks_one_position_in_each_half(make_cfg):
 def test_adding_counts_a_prediction_within_tolerance_as_right(make_cfg):
     data = load_dataset(make_cfg("data=adding").data, seq_len=4)
     y = data.y_test[:4]
-    output = (y + torch.tensor([0.0, ADDING_TOLERANCE / 2, 2 * ADDING_TOLERANCE, -1.0]))
+    output = y + torch.tensor([0.0, ADDING_TOLERANCE / 2, 2 * ADDING_TOLERANCE, -1.0])
     output = output.view(4, 1, 1).expand(4, 4, 1)  # (B, T, 1): the last step is read
     assert float(data.accuracy(output, y)) == 0.5
 

@@ -85,7 +85,7 @@ def split_args(args: list[str]) -> tuple[list[str], list[str], set[str]]:
 def value_of(overrides: list[str], key: str) -> str | None:
     """The last value given for `key` on the command line."""
     found = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+") == key]
-    return found[-1] if found else None
+    return found[-1].strip("'\"") if found else None
 
 
 def call_hydra(args: list[str]) -> None:
@@ -108,7 +108,7 @@ def cmd_run(args: list[str]) -> int:
     run_dir = value_of(overrides, "hydra.run.dir")
     if run_dir is None:
         run_dir = f"outputs/runs/{datetime.now():%Y-%m-%d_%H-%M-%S}"
-        hydra_args.append(f"hydra.run.dir={run_dir}")
+        hydra_args.insert(0, f"hydra.run.dir={run_dir}")  # before flags: Hydra's argparse
     if "--redo" in flags:
         os.environ["VGX_REDO"] = "1"
     call_hydra(hydra_args)
@@ -133,11 +133,12 @@ def cmd_sweep(args: list[str]) -> int:
         call_hydra(hydra_args)
         return 0
     sweep_dir = Path(value_of(overrides, "hydra.sweep.dir") or plan.default_dir)
-    hydra_args = [*hydra_args, *plan.extra_overrides]
-    if value_of(overrides, "hydra.sweep.dir") is None:
-        hydra_args.append(f"hydra.sweep.dir={sweep_dir}")
+    ours = list(plan.extra_overrides)  # first, so that the user's own overrides win
+    if value_of(overrides, "hydra.sweep.dir") is None:  # quoted: the name holds = and ,
+        ours.append(f"hydra.sweep.dir='{sweep_dir}'")
     if not {"-m", "--multirun"} & set(hydra_args):
-        hydra_args.insert(0, "--multirun")
+        ours.insert(0, "--multirun")
+    hydra_args = [*ours, *hydra_args]
     os.environ["VGX_PARALLEL_JOBS"] = str(plan.parallel_jobs)
     if "--redo" in flags:
         os.environ["VGX_REDO"] = "1"

@@ -49,7 +49,12 @@ def environment(device: torch.device) -> dict[str, Any]:
     }
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (a SLURM allocation or taskset, not the whole node)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def default_threads() -> int:
     """Cores per parallel job: the CLI sets VGX_PARALLEL_JOBS when it launches jobs side by side."""
     jobs = max(1, int(os.environ.get("VGX_PARALLEL_JOBS", "1")))
-    return max(1, (os.cpu_count() or 1) // jobs)
+    return max(1, usable_cores() // jobs)

@@ -7,7 +7,6 @@ value in one line, size the progress bar, name the sweep directory and pick per-
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from hydra import compose, initialize_config_module
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
+from vgx.environment import usable_cores
 from vgx.errors import ConfigError
 from vgx.sweep import safe_name
 from vgx.validate import check_overrides, expand, parse_overrides
@@ -60,11 +60,14 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
         swept.setdefault(override.key_or_group, override)
     total = math.prod(len(expand(o)) for o in swept.values() if o.is_sweep_override())
 
-    launcher = _launcher_name(str(cfg.hydra.launcher.get("_target_", "")))
-    jobs = 1
+    target = str(cfg.hydra.launcher.get("_target_", ""))
+    launcher = _launcher_name(target)
+    jobs = 1  # SLURM jobs each get their own allocation
     if launcher == "joblib":
         n_jobs = int(cfg.hydra.launcher.get("n_jobs", -1))
-        jobs = os.cpu_count() or 1 if n_jobs < 1 else n_jobs
+        jobs = usable_cores() if n_jobs < 1 else n_jobs
+    elif target.endswith("LocalLauncher"):  # submitit_local starts every job at once
+        jobs = min(total, usable_cores())
     extra = []
     keys = {o.key_or_group for o in parsed}
     if launcher != "basic" and "progress" not in keys:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import resources
 from typing import Any
 
@@ -99,25 +99,41 @@ def known_keys() -> dict[str, Any]:
     return keys
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# declared field type -> (test, what a valid value is): the types Hydra would reject otherwise
+TYPE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "float": (_is_number, "a number"),
+    "float | None": (lambda v: v is None or _is_number(v), "a number or null"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "str": (lambda v: isinstance(v, str | int | float | bool), "a word"),
+}
+
+
 def check_value(key: str, value: Any) -> None:
     """Raise ConfigError naming `key=value` and what would be valid."""
-    registry = choices().get(key)
+    registry = choices().get(key.removesuffix(".name"))
     if registry is not None:
         if not isinstance(value, str) or value not in registry:
             raise ConfigError(registry.unknown(value))
         return
-    if key not in BOUNDS:
+    declared = str(known_keys()[key]) if key in known_keys() else None
+    if declared is None:
         return
-    low, inclusive = BOUNDS[key]
-    integral = "int" in str(known_keys().get(key, ""))
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        kind = "an integer" if integral else "a number"
+    if declared not in TYPE_CHECKS:  # a node of several keys, e.g. probe
+        subkeys = ", ".join(k for k in known_keys() if k.startswith(f"{key}."))
+        raise ConfigError(f"'{key}' holds several keys; set one of: {subkeys}")
+    valid, kind = TYPE_CHECKS[declared]
+    if not valid(value):
         raise ConfigError(f"{key}={value} is not {kind}")
-    if integral and not isinstance(value, int):
-        raise ConfigError(f"{key}={value} is not an integer")
-    if math.isnan(value) or value < low or (value == low and not inclusive):
-        relation = "≥" if inclusive else ">"
-        raise ConfigError(f"{key}={value} is out of range; valid: {relation} {low}")
+    if key in BOUNDS and value is not None:
+        low, inclusive = BOUNDS[key]
+        if math.isnan(value) or value < low or (value == low and not inclusive):
+            relation = "≥" if inclusive else ">"
+            raise ConfigError(f"{key}={value} is out of range; valid: {relation} {low}")
 
 
 def expand(override: Override) -> list[Any]:

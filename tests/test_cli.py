@@ -1,0 +1,98 @@
+"""The `vgx` command as a user types it: runs, sweeps, help, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from tests.helpers import TINY, run_vgx
+from vgx.store import find_runs
+
+
+def test_sweep_makes_one_finished_run_directory_per_combination(tmp_path):
+    result = run_vgx("sweep", "depth=2,3", "act=sigmoid,relu", *TINY, "--no-report", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    runs = find_runs(tmp_path / "outputs" / "sweeps")
+    names = sorted(run.path.name for run in runs)
+    assert names == sorted(
+        f"act={a},depth={d},steps=5,width=8" for a in ("sigmoid", "relu") for d in (2, 3)
+    )
+    assert all(run.read_status()["status"] == "done" for run in runs)
+    assert all(run.summary_file.exists() and run.layers_file.exists() for run in runs)
+
+
+def test_run_writes_config_status_layers_metrics_and_summary(tmp_path):
+    result = run_vgx("run", "depth=3", *TINY, "hydra.run.dir=r", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "r"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps_done"] == 5 and summary["steps_per_s"] > 0
+    assert {"test_accuracy_final", "wall_time_s", "train_loss_final"} <= summary.keys()
+    assert len(pd.read_csv(run / "layers.csv")) == 3 + 1
+    env = json.loads((run / "env.json").read_text())
+    assert {"vgx", "torch", "python", "git_commit"} <= env.keys()
+
+
+def test_same_seed_gives_bit_identical_metrics_on_cpu(tmp_path):
+    for name in ("a", "b"):
+        result = run_vgx("run", "act=tanh", *TINY, f"hydra.run.dir={name}", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    one, two = (pd.read_parquet(tmp_path / n / "metrics" / "layers-00000.parquet") for n in "ab")
+    pd.testing.assert_frame_equal(one, two, check_exact=True)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("run", "act=sigmod"), "act=sigmod is not a valid choice; valid: sigmoid, tanh"),
+        (("sweep", "depth=0,2"), "depth=0 is out of range; valid: ≥ 1"),
+        (("run", "width=-4"), "width=-4 is out of range"),
+        (("run", "steps=0"), "steps=0 is out of range"),
+        (("run", "lr=0"), "lr=0 is out of range; valid: > 0"),
+        (("sweep", "dept=3"), "unknown key 'dept'"),
+        (("report", "no/such/dir"), "no/such/dir"),
+        (("frobnicate",), "unknown command 'frobnicate'; valid: run, sweep"),
+    ],
+)
+def test_bad_input_gets_one_line_exit_code_2_and_no_traceback(tmp_path, args, expected):
+    result = run_vgx(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_invalid_combination_in_a_run_names_the_value_and_exits_2(tmp_path):
+    result = run_vgx("run", "model=lstm", "act=relu", *TINY, "hydra.run.dir=r", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "act=relu does not apply to model=lstm" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_combination_in_a_sweep_is_recorded_and_the_others_go_on(tmp_path):
+    result = run_vgx("sweep", "model=mlp,lstm", "act=relu", *TINY, "--no-report", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    statuses = {r.path.name: r.read_status()["status"] for r in find_runs(tmp_path / "outputs")}
+    assert sorted(statuses.values()) == ["done", "invalid"]
+    assert "1 done" in result.stdout and "1 invalid" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["run", "sweep", "report", "compare", "list"])
+def test_every_command_has_help(tmp_path, command):
+    result = run_vgx(command, "--help", cwd=tmp_path)
+    assert result.returncode == 0 and f"usage: vgx {command}" in result.stdout
+
+
+def test_list_prints_every_choice_of_every_key(tmp_path):
+    out = run_vgx("list", cwd=tmp_path).stdout
+    for word in ("softsign", "lecun_normal", "residual", "gru", "adding", "layer"):
+        assert word in out
+
+
+def test_hydra_cfg_flag_passes_through_and_runs_nothing(tmp_path):
+    result = run_vgx("run", "depth=7", "--cfg", "job", cwd=tmp_path)
+    assert result.returncode == 0 and "depth: 7" in result.stdout
+    assert not (tmp_path / "outputs").exists()
