@@ -1,0 +1,82 @@
+"""compare: several sweeps in one set of tables and plots, aligned on their config keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest_report import write_run
+from vgx.errors import VgxError
+from vgx.report import Report, compare, sweep_labels
+from vgx.report.layout import choose_encoding
+
+
+@pytest.fixture(scope="module")
+def sweeps(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Sweep `plain` varies act; sweep `normed` varies act too and has a `norm` key of its own."""
+    root = tmp_path_factory.mktemp("sweeps")
+    for act in ("sigmoid", "relu"):
+        write_run(root / "plain", f"act={act}", act=act)
+        write_run(root / "normed", f"act={act}", act=act, norm="batch")
+    return [root / "plain", root / "normed"]
+
+
+@pytest.fixture(scope="module")
+def report(sweeps: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Report:
+    return compare(sweeps, tmp_path_factory.mktemp("compare"), echo=False)
+
+
+def test_summary_has_a_sweep_column_named_after_each_sweep_directory(report):
+    assert sorted(report.summary["sweep"].unique()) == ["normed", "plain"]
+    assert report.summary.columns[:3].tolist() == ["sweep", "run", "status"]
+
+
+def test_runs_are_aligned_on_shared_keys_and_a_key_missing_in_a_sweep_is_empty(report):
+    by_sweep = report.summary.groupby("sweep")
+    assert set(by_sweep.get_group("normed")["norm"]) == {"batch"}
+    assert by_sweep.get_group("plain")["norm"].isna().all()
+    assert set(report.summary["act"]) == {"sigmoid", "relu"}
+
+
+def test_sweep_and_the_keys_that_differ_are_the_varying_keys(report):
+    assert report.varying == ["sweep", "act", "norm"]
+
+
+def test_layers_csv_names_the_sweep_of_each_row(report):
+    assert report.layers.columns[:2].tolist() == ["sweep", "run"]
+    assert len(report.layers) == 4 * 4
+
+
+def test_compare_writes_its_tables_and_plots_in_the_output_directory(report):
+    names = {p.name for p in report.paths}
+    assert {"summary.csv", "layers.csv", "grad_vs_layer_final.png"} <= names
+    written = pd.read_csv(report.paths[0])
+    assert len(written) == 4
+
+
+def test_sweeps_are_put_side_by_side_as_panel_columns(report):
+    enc = choose_encoding(report.summary, report.varying, side_by_side="sweep")
+    assert enc.col == "sweep"
+    assert enc.color == "act"
+
+
+def test_sweeps_with_the_same_directory_name_are_told_apart_by_their_parents():
+    labels = sweep_labels([Path("/a/x/sweep"), Path("/b/x/sweep"), Path("/c/other")])
+    assert labels == ["a/x/sweep", "b/x/sweep", "c/other"]
+
+
+def test_the_same_directory_given_twice_gets_numbered_labels():
+    assert sweep_labels([Path("/a/s"), Path("/a/s")]) == ["s#1", "s#2"]
+
+
+def test_a_missing_directory_is_a_user_error_naming_it(sweeps, tmp_path):
+    with pytest.raises(VgxError, match=r"no such directory: .*missing"):
+        compare([sweeps[0], tmp_path / "missing"], tmp_path / "out", echo=False)
+
+
+def test_a_directory_without_runs_is_a_user_error_naming_it(sweeps, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VgxError, match=r"^no run directories \(status.json\) below .*empty$"):
+        compare([sweeps[0], tmp_path / "empty"], tmp_path / "out", echo=False)

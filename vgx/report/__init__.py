@@ -1,0 +1,190 @@
+"""`vgx report` and `vgx compare`: tables and plots that show where gradients vanish or explode.
+
+Reads run directories (never writes in them) and writes only under the report directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from vgx.errors import VgxError
+from vgx.report.collect import Heatmap, RunMeta, read_meta, read_run_metrics
+from vgx.report.heatmap import heatmap_figure, pick
+from vgx.report.layout import choose_encoding, fixed_settings, label
+from vgx.report.parallel import mapper, render
+from vgx.report.plots import curves, layer_profile, time_profile
+from vgx.report.tables import (
+    SWEEP,
+    TERMINAL_LEGEND,
+    per_run_frame,
+    sort_runs,
+    summary_frame,
+    summary_row,
+    terminal_table,
+    varying_keys,
+)
+from vgx.store import DONE, find_runs
+
+MAX_WARNINGS = 20  # warning lines printed; the rest are in summary.csv (status, message)
+
+
+@dataclass
+class Report:
+    """What a report found and wrote: summary.csv and layers.csv as frames, and the files."""
+
+    summary: pd.DataFrame
+    layers: pd.DataFrame
+    paths: list[Path] = field(default_factory=list)
+    varying: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def build_report(sweep_dir: Path, out_dir: Path | None = None, echo: bool = True) -> Report:
+    """Tables and plots for every run below `sweep_dir`, written to `out_dir` (sweep/report)."""
+    sweep_dir = Path(sweep_dir)
+    out = Path(out_dir) if out_dir is not None else sweep_dir / "report"
+    return _report([(None, sweep_dir)], out, echo)
+
+
+def compare(dirs: Sequence[Path], out_dir: Path, echo: bool = True) -> Report:
+    """The same report over several sweeps, with a `sweep` column and the sweeps side by side."""
+    dirs = [Path(d) for d in dirs]
+    return _report(list(zip(sweep_labels(dirs), dirs, strict=True)), Path(out_dir), echo)
+
+
+def sweep_labels(dirs: Sequence[Path]) -> list[str]:
+    """Each sweep's directory name, with parent names added until the names differ."""
+    parts = [Path(d).resolve().parts[1:] or ("/",) for d in dirs]
+    for depth in range(1, max(len(p) for p in parts) + 1):
+        labels = ["/".join(p[-depth:]) for p in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [f"{p[-1]}#{i + 1}" for i, p in enumerate(parts)]  # the same directory twice
+
+
+def _report(sources: list[tuple[str | None, Path]], out: Path, echo: bool) -> Report:
+    metas, varying = _sorted_metas(_read_metas(sources, out))
+    heat = pick(len(metas))
+    flags = [i in heat for i in range(len(metas))]
+    with mapper(len(metas)) as map_:
+        metrics = list(map_(read_run_metrics, [m.path for _, m in metas], flags))
+        rows = [summary_row(m, r, sweep) for (sweep, m), r in zip(metas, metrics, strict=True)]
+        summary = summary_frame(rows)
+        frames = {
+            name: per_run_frame(summary, [getattr(r, name) for r in metrics], varying)
+            for name in ("layers", "loss", "accuracy", "time")
+        }
+        out.mkdir(parents=True, exist_ok=True)
+        summary.to_csv(out / "summary.csv", index=False)
+        frames["layers"].to_csv(out / "layers.csv", index=False)
+        paths = [out / "summary.csv", out / "layers.csv"]
+        titles = [_run_title(row, varying) for _, row in summary.iterrows()]
+        if len(heat) < len(summary):
+            paths.append(out / "heatmap_left_out.txt")
+            paths[-1].write_text("".join(f"{t}\n" for i, t in enumerate(titles) if i not in heat))
+        maps = [(titles[i], metrics[i].heatmap) for i in heat]
+        jobs = _figures(summary, frames, varying, maps)
+        pngs = [out / f"{name}.png" for name in jobs]
+        paths += map_(render, pngs, [b for b, _ in jobs.values()], [a for _, a in jobs.values()])
+    warnings = [
+        _warning(row, r.notes)
+        for (_, row), r in zip(summary.iterrows(), metrics, strict=True)
+        if row["status"] != DONE or r.notes
+    ]
+    report = Report(summary, frames["layers"], paths, varying, warnings)
+    if echo:
+        _echo(report, sources)
+    return report
+
+
+def _figures(
+    summary: pd.DataFrame,
+    frames: dict[str, pd.DataFrame],
+    varying: list[str],
+    maps: list[tuple[str, Heatmap | None]],
+) -> dict[str, tuple[Callable[..., Figure], tuple[Any, ...]]]:
+    """Every plot of the report as a job: file name (without .png) -> (builder, its arguments)."""
+    ids = [c for c in (SWEEP, "run") if c in summary.columns]
+    enc = choose_encoding(summary, varying, side_by_side=SWEEP)
+    settings = fixed_settings(summary, varying)
+    layers = frames["layers"]
+    jobs: dict[str, tuple[Callable[..., Figure], tuple[Any, ...]]] = {}
+    for stage in ("init", "final"):
+        for metric, name in (("grad_norm", "grad"), ("act_grad_norm", "act_grad")):
+            args = (layers, enc, metric, stage, settings, ids)
+            jobs[f"{name}_vs_layer_{stage}"] = (layer_profile, args)
+    args = (layers, enc, "update_ratio", "mean", settings, ids)
+    jobs["update_ratio_vs_layer"] = (layer_profile, args)
+    for curve in ("loss", "accuracy"):
+        jobs[curve] = (curves, (frames[curve], enc, curve, settings, ids))
+    if len(frames["time"]):
+        for stage in ("init", "final"):
+            args = (frames["time"], enc, stage, settings, ids)
+            jobs[f"time_grad_{stage}"] = (time_profile, args)
+    jobs["heatmap_grad_norm"] = (heatmap_figure, (maps, len(summary), settings))
+    return jobs
+
+
+def _sorted_metas(
+    metas: list[tuple[str | None, RunMeta]],
+) -> tuple[list[tuple[str | None, RunMeta]], list[str]]:
+    """Runs in the order of their varying config keys, and those keys."""
+    skeleton = pd.DataFrame(
+        [{**({SWEEP: sweep} if sweep else {}), "run": m.run, **m.config} for sweep, m in metas]
+    )
+    varying = varying_keys(skeleton)
+    order = sort_runs(skeleton.assign(_order=range(len(metas))), varying)["_order"]
+    return [metas[i] for i in order], varying
+
+
+def _read_metas(
+    sources: list[tuple[str | None, Path]], out: Path
+) -> list[tuple[str | None, RunMeta]]:
+    """The runs of every source directory (never those under the report directory)."""
+    metas = []
+    for sweep, root in sources:
+        if not root.is_dir():
+            raise VgxError(f"{'not a directory' if root.exists() else 'no such directory'}: {root}")
+        runs = [r for r in find_runs(root) if not r.path.resolve().is_relative_to(out.resolve())]
+        if not runs:
+            raise VgxError(f"no run directories (status.json) below {root}")
+        for run in runs:
+            if out.resolve().is_relative_to(run.path.resolve()):
+                raise VgxError(f"the report directory {out} is inside the run directory {run.path}")
+        metas += [(sweep, read_meta(run, root)) for run in runs]
+    return metas
+
+
+def _run_title(row: pd.Series, varying: Sequence[str]) -> str:
+    """A run named by its varying keys ('sweep-a, act=relu, depth=10'), else by its path."""
+    head = [str(row[SWEEP])] if SWEEP in varying else []
+    keys = [label(k, row[k]) for k in varying if k != SWEEP]
+    return ", ".join(head + (keys or [str(row["run"])]))
+
+
+def _warning(row: pd.Series, notes: list[str]) -> str:
+    where = f"{row[SWEEP]}/{row['run']}" if SWEEP in row else row["run"]
+    details = [d for d in (row["message"], *notes) if d]
+    return f"warning: {where}: {row['status']}" + (f": {'; '.join(details)}" if details else "")
+
+
+def _echo(report: Report, sources: list[tuple[str | None, Path]]) -> None:
+    for line in report.warnings[:MAX_WARNINGS]:
+        print(line)
+    if len(report.warnings) > MAX_WARNINGS:
+        more = len(report.warnings) - MAX_WARNINGS
+        print(f"... and {more} more warnings (see columns status and message of summary.csv)")
+    where = ", ".join(str(root) for _, root in sources)
+    varying = ", ".join(report.varying) or "none"
+    print(f"\n{len(report.summary)} runs in {where} (varying: {varying})")
+    print(terminal_table(report.summary, report.varying))
+    print(TERMINAL_LEGEND)
+    print(f"\nreport written to {report.paths[0].parent}:")
+    for path in report.paths:
+        print(f"  {path.name}")

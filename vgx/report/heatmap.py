@@ -1,0 +1,134 @@
+"""Layer × step heatmaps of the weight gradient, one panel per run, on one shared log scale."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import matplotlib as mpl
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from vgx.report.collect import Heatmap
+from vgx.report.layout import MAX_PANELS, MAX_SIDE, PANEL, figure_grid, wrap
+
+ZERO_COLOR, INF_COLOR, MISSING_COLOR = "black", "red", "0.85"
+COLORBAR_WIDTH = 1.2  # inches right of the panels: the bar, its tick labels and its label
+
+
+def pick(n_runs: int, limit: int = MAX_PANELS) -> list[int]:
+    """Which of n sorted runs get a panel: all, or `limit` evenly spaced (first and last kept)."""
+    if n_runs <= limit:
+        return list(range(n_runs))
+    return sorted({round(i * (n_runs - 1) / (limit - 1)) for i in range(limit)})
+
+
+def heatmap_figure(maps: Sequence[tuple[str, Heatmap | None]], total: int, settings: str) -> Figure:
+    """grad_norm per layer (y, input at the bottom) and step (x); black where exactly 0."""
+    ncols = min(MAX_SIDE, math.ceil(math.sqrt(len(maps))))
+    nrows = math.ceil(len(maps) / ncols)
+    norm, cmap, special = _scale([m for _, m in maps if m is not None])
+    title = _title(len(maps), total, settings, special)
+    fig, axes = figure_grid(nrows, ncols, title, side=COLORBAR_WIDTH, shared_y=False)
+    image = None
+    for index, ax in enumerate(axes.flat):
+        if index >= len(maps):
+            fig.delaxes(ax)
+            continue
+        name, heat = maps[index]
+        ax.set_title(wrap(name, PANEL[0]), fontsize=8, y=1.0, pad=4)
+        if index % ncols == 0:
+            ax.set_ylabel("layer index (input → output)")
+        if index + ncols >= len(maps):  # nothing below it
+            ax.set_xlabel("training step")
+        if heat is None:
+            ax.text(0.5, 0.5, "no gradients recorded", transform=ax.transAxes, ha="center",
+                    va="center", color="grey")  # fmt: skip
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        image = ax.imshow(
+            _displayable(heat.values, norm),
+            aspect="auto",
+            origin="lower",
+            interpolation="nearest",
+            extent=_extent(heat),
+            norm=norm,
+            cmap=cmap,
+        )
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    if image is not None:
+        bar = fig.colorbar(image, cax=_colorbar_axes(fig), extend=_extend(special))
+        bar.set_label("‖∂L/∂W‖ (L2), log scale")
+    return fig
+
+
+def _colorbar_axes(fig: Figure) -> Axes:
+    """A slim axes right of the panels, as tall as the panels (at most 4 inches)."""
+    params, width, height = fig.subplotpars, fig.get_figwidth(), fig.get_figheight()
+    tall = min(params.top - params.bottom, 4.0 / height)
+    return fig.add_axes((params.right + 0.2 / width, params.top - tall, 0.2 / width, tall))
+
+
+def _scale(maps: Sequence[Heatmap]) -> tuple[LogNorm, mpl.colors.Colormap, set[str]]:
+    """One log colour scale for all panels, and which special values occur (zero, inf, missing):
+    zeros get the 'under' colour, inf the 'over' one, NaN the 'bad' one."""
+    values = np.concatenate([m.values.ravel() for m in maps]) if maps else np.empty(0)
+    positive = values[np.isfinite(values) & (values > 0)]
+    low, high = (positive.min(), positive.max()) if positive.size else (1e-8, 1.0)
+    if low == high:
+        low, high = low / 10, high * 10
+    cmap = mpl.colormaps["viridis"].with_extremes(
+        under=ZERO_COLOR, over=INF_COLOR, bad=MISSING_COLOR
+    )
+    found = {
+        "zero": bool(np.any(values == 0)),
+        "inf": bool(np.any(np.isposinf(values))),
+        "missing": bool(np.any(np.isnan(values))),
+    }
+    return LogNorm(low, high), cmap, {name for name, present in found.items() if present}
+
+
+def _displayable(values: np.ndarray, norm: LogNorm) -> np.ndarray:
+    """Exact zeros just below the scale (drawn black), infinities just above it (drawn red)."""
+    shown = values.copy()
+    shown[shown == 0] = norm.vmin / 10
+    shown[np.isposinf(shown)] = norm.vmax * 10
+    return shown
+
+
+def _extent(heat: Heatmap) -> tuple[float, float, float, float]:
+    """Cell edges: steps and layers centred on their cells."""
+    step = (heat.steps[-1] - heat.steps[0]) / max(1, heat.steps.size - 1) or 1.0
+    return (
+        heat.steps[0] - step / 2,
+        heat.steps[-1] + step / 2,
+        heat.layers[0] - 0.5,
+        heat.layers[-1] + 0.5,
+    )
+
+
+def _extend(special: set[str]) -> str:
+    """Colour-bar triangles for the values below (zero) and above (inf) the scale."""
+    return {(False, False): "neither", (True, False): "min", (False, True): "max"}.get(
+        ("zero" in special, "inf" in special), "both"
+    )
+
+
+def _title(shown: int, total: int, settings: str, special: set[str]) -> str:
+    lines = ["weight gradient per layer and step" + (f" — {settings}" if settings else "")]
+    if shown < total:
+        lines.append(
+            f"{shown} of {total} runs shown, evenly spaced in sorted order "
+            "(the rest are listed in heatmap_left_out.txt)"
+        )
+    notes = {
+        "zero": "black: exactly 0 (underflow)",
+        "inf": "red: inf (overflow)",
+        "missing": "grey: not recorded",
+    }
+    marks = [text for key, text in notes.items() if key in special]
+    return "\n".join(lines + (["; ".join(marks)] if marks else []))

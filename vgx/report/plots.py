@@ -1,0 +1,297 @@
+"""Line figures of a sweep: one line per run, coloured by one varying key, faceted by up to two.
+
+Functions return Figures (nothing is saved here), so tests can inspect axes, scales and labels.
+Lines are drawn as one LineCollection per panel and colour, which keeps a 1,000-run figure fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
+
+from vgx.report.layout import (
+    Encoding,
+    Grid,
+    colors,
+    figure_grid,
+    format_value,
+    grid,
+    legend_anchor,
+    legend_width,
+    select,
+)
+
+# Theory-overlay seam: called once per panel of the gradient-vs-layer figures with the panel's
+# axes and its rows of layers.csv (ids, varying keys, layer, metrics); it draws a predicted line
+# (e.g. a slope in decades per layer). Constant settings come from the summary through a closure.
+Overlay = Callable[[Axes, pd.DataFrame], None]
+
+LAYER_AXIS = "layer index (input → output)"
+STEP_AXIS = "training step"
+METRICS = {  # layers.csv metric -> (what it is, axis label with units)
+    "grad_norm": ("weight gradient", "‖∂L/∂W‖ (L2)"),
+    "act_grad_norm": ("activation gradient", "‖∂L/∂a‖ (L2, layer output)"),
+    "update_ratio": ("learning speed", "‖ΔW‖ / ‖W‖ per step"),
+}
+STAGES = {
+    "init": "at the first step",
+    "mean": "averaged over training",
+    "final": "at the last step",
+}
+LINE = "_line"  # column numbering the runs of a figure's data
+MANY_DECADES = 3  # log axes spanning more: a tick every few decades, no minor ticks
+PLAIN = FuncFormatter(lambda value, _: f"{value:.3g}")
+MARKERS_UP_TO = 30  # points per line: below this, points are marked (few layers, few evals)
+
+
+@dataclass(frozen=True)
+class Lines:
+    """What a line figure draws: columns of the data, axis labels, title, y scale."""
+
+    x: str
+    y: str
+    xlabel: str
+    ylabel: str
+    title: str
+    logy: bool = True
+    integer_x: bool = False
+
+
+def layer_profile(
+    layers: pd.DataFrame,
+    enc: Encoding,
+    metric: str,
+    stage: str,
+    settings: str,
+    ids: Sequence[str],
+    overlay: Overlay | None = None,
+) -> Figure:
+    """A metric of layers.csv vs layer index (log y): where along the depth gradients vanish."""
+    what, unit = METRICS[metric]
+    spec = Lines(
+        x="layer",
+        y=f"{metric}_{stage}",
+        xlabel=LAYER_AXIS,
+        ylabel=unit,
+        title=f"{what} per layer, {STAGES[stage]}",
+        integer_x=True,
+    )
+    return line_grid(layers, enc, spec, settings, ids, overlay)
+
+
+def curves(frame: pd.DataFrame, enc: Encoding, y: str, settings: str, ids: Sequence[str]) -> Figure:
+    """Training loss (log y) or held-out accuracy vs step, one line per run."""
+    spec = {
+        "loss": Lines("step", "loss", STEP_AXIS, "training loss", "training loss"),
+        "accuracy": Lines(
+            "step", "accuracy", STEP_AXIS, "test accuracy (fraction)", "test accuracy", logy=False
+        ),
+    }[y]
+    return line_grid(frame, enc, spec, settings, ids)
+
+
+def time_profile(
+    time: pd.DataFrame, enc: Encoding, stage: str, settings: str, ids: Sequence[str]
+) -> Figure:
+    """RNN family: hidden-state gradient vs time step (log y): vanishing through time."""
+    spec = Lines(
+        x="t",
+        y="hidden_grad_norm",
+        xlabel="time step t (first → last input)",
+        ylabel="‖∂L/∂h_t‖ (L2, first recurrent layer)",
+        title=f"gradient through time, {STAGES[stage]}",
+        integer_x=True,
+    )
+    return line_grid(time[time["stage"] == stage], enc, spec, settings, ids)
+
+
+def line_grid(
+    data: pd.DataFrame,
+    enc: Encoding,
+    spec: Lines,
+    settings: str,
+    ids: Sequence[str],
+    overlay: Overlay | None = None,
+) -> Figure:
+    """The shared engine: facets from `enc`, a line per run (`ids`), masked zeros marked.
+
+    All panels get the same y range (set once, not through shared axes, whose linked
+    autoscaling costs seconds at 36 panels)."""
+    data = data.sort_values([*ids, spec.x])  # once: panels and colours keep this order
+    data = data.assign(**{LINE: data.groupby(list(ids), sort=False, dropna=False).ngroup()})
+    layout = grid(data, enc)
+    palette = colors(data[enc.color]) if enc.color else {format_value(None): "tab:blue"}
+    handles = _legend_handles(enc, palette, _unplottable(data[spec.y], spec.logy))
+    fig, axes = figure_grid(
+        layout.nrows,
+        layout.ncols,
+        _title(spec, settings, enc, layout),
+        side=legend_width([h.get_label() for h in handles]),
+    )
+    ylim = _range(data[spec.y].to_numpy(dtype=np.float64), spec.logy)
+    for panel in layout.panels:
+        ax = axes[panel.row, panel.col]
+        rows = select(data, panel.match)
+        _draw_panel(ax, rows, enc, spec, palette, ylim)
+        ax.set_title(panel.title, fontsize=9, y=1.0, pad=4)  # fixed y: no costly auto-placement
+        if overlay is not None and len(rows):
+            overlay(ax, rows.drop(columns=LINE))
+        ax.set_xlim(_range(rows[spec.x].to_numpy(dtype=np.float64), log=False))
+        ax.set_ylim(ylim)
+    _finish_axes(fig, axes, layout, spec)
+    if handles:
+        anchor = legend_anchor(fig)
+        fig.legend(handles=handles, loc="upper left", bbox_to_anchor=anchor, fontsize=8,
+                   frameon=False)  # fmt: skip
+    return fig
+
+
+def _draw_panel(
+    ax: Axes,
+    rows: pd.DataFrame,
+    enc: Encoding,
+    spec: Lines,
+    palette: dict[str, Any],
+    ylim: tuple[float, float],
+) -> None:
+    """Draw the panel's runs: lines, points where lines are short, marks for 0 and inf."""
+    if spec.logy:
+        _log_axis(ax, ylim)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=spec.integer_x))
+    drawn = False
+    groups = rows.groupby(enc.color, sort=False, dropna=False) if enc.color else [(None, rows)]
+    for value, group in groups:
+        color = palette[format_value(value)]
+        lines = _lines(group, spec.x, spec.y)
+        alpha = max(0.3, 1 / np.sqrt(len(lines))) if lines else 1.0
+        segments, points, special = _segments(lines, spec.logy)
+        collection = LineCollection(segments, colors=[color], linewidths=1.3, alpha=alpha)
+        ax.add_collection(collection, autolim=False)
+        few = max((len(x) for x, _ in lines), default=0) <= MARKERS_UP_TO
+        marked = points + (segments if few else [])
+        if marked:
+            xy = np.concatenate(marked)
+            ax.scatter(xy[:, 0], xy[:, 1], s=10, color=color, alpha=alpha, zorder=3)
+        for mark, xs in special.items():
+            symbol, height, _ = _MARKS[mark]
+            heights = np.full(len(xs), height)
+            edge = ax.get_xaxis_transform()  # x in data, y in axes fraction
+            ax.scatter(xs, heights, marker=symbol, s=30, color=color, transform=edge, zorder=4)
+        drawn |= bool(segments or points or special)
+    if not drawn:
+        message = "no runs" if not len(rows) else "no data"
+        ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center", color="grey")
+
+
+def _log_axis(ax: Axes, ylim: tuple[float, float]) -> None:
+    """A log y axis whose labels read well for any span: a label every few decades over a wide
+    span (no minor ticks: hundreds cost seconds), plain numbers within one decade."""
+    ax.set_yscale("log")
+    decades = np.log10(ylim[1] / ylim[0])
+    if decades > MANY_DECADES:
+        ax.yaxis.set_major_locator(LogLocator(numticks=6))
+        ax.yaxis.set_minor_locator(NullLocator())
+    elif decades < 1:
+        ax.yaxis.set_major_formatter(PLAIN)
+        ax.yaxis.set_minor_formatter(PLAIN)
+
+
+def _range(values: np.ndarray, log: bool) -> tuple[float, float]:
+    """Axis limits around the drawable values with a 5% margin (in decades on a log axis)."""
+    drawable = values[np.isfinite(values) & (values > 0)] if log else values[np.isfinite(values)]
+    if not drawable.size:
+        return (0.1, 10.0) if log else (0.0, 1.0)
+    low, high = drawable.min(), drawable.max()
+    if log:
+        low, high = np.log10(low), np.log10(high)
+    pad = 0.05 * (high - low) if high > low else 0.5
+    low, high = low - pad, high + pad
+    return (10.0**low, 10.0**high) if log else (low, high)
+
+
+def _lines(frame: pd.DataFrame, x: str, y: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(x, y) arrays per run of a frame sorted by run and x, with a LINE code per run."""
+    cuts = np.flatnonzero(np.diff(frame[LINE].to_numpy())) + 1
+    xs = np.split(frame[x].to_numpy(dtype=np.float64), cuts)
+    ys = np.split(frame[y].to_numpy(dtype=np.float64), cuts)
+    return [(a, b) for a, b in zip(xs, ys, strict=True) if a.size]
+
+
+def _segments(lines: list[tuple], logy: bool) -> tuple[list, list, dict[str, np.ndarray]]:
+    """Drawable stretches of each line (finite, and positive on a log scale), isolated points,
+    and the x positions of values that cannot be drawn: exact zeros and infinities."""
+    segments, points = [], []
+    special: dict[str, list] = {"zero": [], "inf": []}
+    for x, y in lines:
+        valid = np.isfinite(y) & (y > 0) if logy else np.isfinite(y)
+        index = np.flatnonzero(valid)
+        for part in np.split(index, np.flatnonzero(np.diff(index) > 1) + 1):
+            if part.size > 1:
+                segments.append(np.column_stack([x[part], y[part]]))
+            elif part.size == 1:
+                points.append(np.column_stack([x[part], y[part]]))
+        if logy:
+            special["zero"].append(x[y == 0])
+        special["inf"].append(x[np.isposinf(y)])
+    found = {k: np.concatenate(v) for k, v in special.items() if v}
+    return segments, points, {k: v for k, v in found.items() if v.size}
+
+
+_MARKS = {  # values a log axis cannot show, marked at its bottom (0) or top (inf) edge
+    "zero": ("v", 0.025, "exactly 0 (float32 underflow)"),
+    "inf": ("^", 0.975, "inf (overflow)"),
+}
+
+
+def _finish_axes(fig: Figure, axes: np.ndarray, layout: Grid, spec: Lines) -> None:
+    """Labels on the outer panels only; cells of a wrapped grid without a panel removed."""
+    used = {(p.row, p.col) for p in layout.panels}
+    for (i, j), ax in np.ndenumerate(axes):
+        if (i, j) not in used:
+            fig.delaxes(ax)
+            continue
+        if (i + 1, j) not in used:
+            ax.set_xlabel(spec.xlabel)
+        if j == 0:
+            ax.set_ylabel(spec.ylabel)
+        ax.grid(True, which="major", alpha=0.3)
+
+
+def _unplottable(values: pd.Series, logy: bool) -> list[str]:
+    """Which values the y axis cannot show: exact zeros (log scale only) and infinities."""
+    y = values.to_numpy(dtype=np.float64)
+    found = {"zero": logy and bool(np.any(y == 0)), "inf": bool(np.any(np.isposinf(y)))}
+    return [mark for mark, present in found.items() if present]
+
+
+def _legend_handles(enc: Encoding, palette: dict, marks: list[str]) -> list[Line2D]:
+    """Entries naming the swept values ('act=relu'), then the marks for 0 and inf."""
+    handles = [
+        Line2D([], [], color=color, lw=2, label=f"{enc.color}={value}")
+        for value, color in palette.items()
+        if enc.color
+    ]
+    return handles + [
+        Line2D([], [], ls="", marker=_MARKS[m][0], color="black", label=_MARKS[m][2]) for m in marks
+    ]
+
+
+def _title(spec: Lines, settings: str, enc: Encoding, layout: Grid) -> str:
+    parts = [spec.title + (f" — {settings}" if settings else "")]
+    if enc.lines:
+        parts.append(f"one line per {', '.join(enc.lines)}")
+    if layout.left_out:
+        parts.append(
+            f"{len(layout.left_out)} panels left out: {', '.join(layout.left_out[:6])}"
+            + (" …" if len(layout.left_out) > 6 else "")
+        )
+    return "\n".join(parts)
