@@ -1,0 +1,37 @@
+"""Every launcher available here produces the same runs, read the same way by the reporter."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from tests.helpers import run_vgx
+from vgx.report import build_report
+
+SWEEP = ("sweep", "act=sigmoid,relu", "steps=8", "width=8", "threads=1", "--no-report")
+LAUNCHERS = {
+    "basic": ("hydra/launcher=basic",),
+    "joblib": ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2"),
+    "submitit_local": ("hydra/launcher=submitit_local",),
+}
+SAME_ACROSS_LAUNCHERS = [
+    "run",
+    "status",
+    "act",
+    "depth",
+    "test_loss_final",
+    "train_loss_final",
+    "vanishing_ratio_grad_init",
+    "vanishing_ratio_act_end",
+]
+
+
+def test_each_launcher_gives_identical_tables(tmp_path):
+    tables = {}
+    for name, launcher in LAUNCHERS.items():
+        result = run_vgx(*SWEEP, *launcher, f"hydra.sweep.dir={name}", cwd=tmp_path, timeout=400)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "2 done" in result.stdout
+        summary = build_report(tmp_path / name, echo=False).summary
+        tables[name] = summary[SAME_ACROSS_LAUNCHERS].sort_values("run").reset_index(drop=True)
+    for name in ("joblib", "submitit_local"):
+        pd.testing.assert_frame_equal(tables["basic"], tables[name], check_exact=True)
