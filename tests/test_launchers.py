@@ -17,7 +17,6 @@ SAME_ACROSS_LAUNCHERS = [
     "run",
     "status",
     "act",
-    "depth",
     "test_loss_final",
     "train_loss_final",
     "vanishing_ratio_grad_init",
