@@ -662,3 +662,18 @@ def test_deep_relu_mlp_with_he_init_keeps_gradients_within_10x() -> None:
             nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
             nn.init.zeros_(module.bias)
     assert 0.1 < first_over_last_grad_norm(model) < 10
+
+
+def test_bfloat16_autocast_outputs_are_measured_in_float32() -> None:
+    model, x = mlp(), torch.randn(64, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        hidden = model[:4](x)
+        probe = GradientProbe(model)
+        out = model(x)
+    loss = loss_of(out.float())
+    loss.backward()
+    probe.capture(0, loss)
+    probe.commit()
+    y = hidden.detach().float()
+    assert y.dtype == torch.float32 and hidden.dtype == torch.bfloat16
+    assert recorded(probe, "act_std")["2"] == pytest.approx(float(y.std(correction=0)), rel=1e-5)

@@ -49,7 +49,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -59,14 +59,17 @@ from torch.nn.utils.rnn import PackedSequence
 
 from vgx.errors import ConfigError
 from vgx.probe_stats import (
+    LAYER_COLUMNS,
     LAYER_METRICS,
     RAW,
-    SCHEMAS,
+    MemorySink,
     Record,
     Shape,
+    Sink,
     activation_metrics,
     activation_shape,
-    empty_frame,
+    fans,
+    find_layers,
     norms,
     output_grad_metrics,
     packed_step_norms,
@@ -77,57 +80,6 @@ from vgx.probe_stats import (
     total_norm,
     typed,
 )
-
-KINDS: tuple[tuple[tuple[type[nn.Module], ...], str], ...] = (
-    ((nn.Linear,), "linear"),
-    ((nn.Conv1d, nn.Conv2d, nn.Conv3d), "conv"),
-    ((nn.RNN, nn.RNNCell), "rnn"),
-    ((nn.LSTM, nn.LSTMCell), "lstm"),
-    ((nn.GRU, nn.GRUCell), "gru"),
-    ((nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm), "norm"),
-    ((nn.LayerNorm, nn.GroupNorm), "norm"),
-)
-GROUPS: dict[str, tuple[str, ...]] = {
-    "weights": ("grad_norm", "grad_rms", "weight_norm"),
-    "activations": ("act_grad_norm", "act_mean", "act_std", "saturated", "dead"),
-    "updates": ("update_ratio",),
-    "time": (),  # hidden_grad_norm, in its own table
-}
-LAYER_COLUMNS = ("layer", "name", "kind", "params", "fan_in", "fan_out")
-
-
-class Sink(Protocol):
-    """Where rows go, e.g. vgx.store.MetricsWriter."""
-
-    def append(self, table: str, columns: Mapping[str, np.ndarray]) -> None: ...
-
-
-class MemorySink:
-    """The default sink: keeps the rows for `GradientProbe.frames()`."""
-
-    def __init__(self) -> None:
-        self._parts: dict[str, list[Mapping[str, np.ndarray]]] = {t: [] for t in SCHEMAS}
-
-    def append(self, table: str, columns: Mapping[str, np.ndarray]) -> None:
-        self._parts[table].append(columns)
-
-    def frames(self) -> dict[str, pd.DataFrame]:
-        return {
-            table: pd.DataFrame({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
-            if parts
-            else empty_frame(table)
-            for table, parts in self._parts.items()
-        }
-
-
-@dataclass
-class _Layer:
-    name: str
-    kind: str
-    module: nn.Module
-    weights: list[nn.Parameter]
-    fused_rnn: bool  # nn.RNN/LSTM/GRU: time steps are a dimension of the output
-    cell: bool  # nn.RNNCell/LSTMCell/GRUCell: time step t is the t-th call
 
 
 @dataclass
@@ -179,7 +131,7 @@ class GradientProbe:
             "time": time,
         }
         self._sink = MemorySink() if sink is None else sink
-        self._layers = _find_layers(model)
+        self._layers = find_layers(model)
         self._params = [p for p in model.parameters() if p.requires_grad]
         self._weights = list({id(w): w for layer in self._layers for w in layer.weights}.values())
         param_index = {id(p): i for i, p in enumerate(self._params)}
@@ -207,6 +159,7 @@ class GradientProbe:
         self._capture: _Capture | None = None
         self._last: _Metrics | None = None  # the latest probed step, for locate_nonfinite()
         self._last_step = -1
+        self._buffer: list[Tensor] | None = None  # reused snapshot of the weights (updates)
         self.start_step(0)
 
     # -- the training loop's calls ------------------------------------------------------------
@@ -264,7 +217,7 @@ class GradientProbe:
         rows = []
         for position, i in enumerate(self._forward_order()):
             layer = self._layers[i]
-            fan_in, fan_out = _fans(layer.weights[0])
+            fan_in, fan_out = fans(layer.weights[0])
             rows.append((position, layer.name, layer.kind, int(self._numel[i]), fan_in, fan_out))
         return pd.DataFrame(rows, columns=list(LAYER_COLUMNS))
 
@@ -313,10 +266,13 @@ class GradientProbe:
         if self._on["activations"]:
             self._settle(record)
             record.pending = (index, values.detach())
-        if values.requires_grad:
+        if values.grad_fn is not None:
             record.hooked.add(index)
             reduce = self._grad_reducer(index, out, record)
-            values.register_hook(partial(_on_output_grad, record, index, call, reduce))
+            # A pre-hook on the node that made the output sees dL/d(output) even if the output is
+            # later modified in place; ~10× cheaper to register than Tensor.register_hook.
+            hook = partial(_on_output_grad, record, index, call, values.output_nr, reduce)
+            values.grad_fn.register_prehook(hook)
 
     def _on_activation_output(
         self, shape: Shape, module: nn.Module, args: Any, output: Any
@@ -386,10 +342,18 @@ class GradientProbe:
             loss_scale=loss_scale,
             present=present,
             nonfinite=nonfinite,
-            # A copy held until commit() makes ‖W_after − W_before‖ exact for any optimizer;
-            # _foreach_mul copies in one C++ loop instead of a Python loop of clone().
-            snapshot=torch._foreach_mul(self._weights, 1.0) if self._on["updates"] else None,
+            snapshot=self._snapshot() if self._on["updates"] and self._weights else None,
         )
+
+    def _snapshot(self) -> list[Tensor]:
+        """The weights before optimizer.step(): what makes ‖W_after − W_before‖ exact for any
+        optimizer. The buffer is allocated once: fresh tensors would cost more in page faults
+        than the copy itself (8–14 ms against 1 ms for 13 MB on CPU)."""
+        buffer = self._buffer
+        if buffer is None or buffer[0].device != self._weights[0].device:
+            buffer = self._buffer = [torch.empty_like(w) for w in self._weights]
+        torch._foreach_copy_(buffer, self._weights)
+        return buffer
 
     def _flush(self) -> None:
         """Measure the update of the pending capture (if any) and emit its rows."""
@@ -470,28 +434,13 @@ class GradientProbe:
         return self._order if self._order is not None else list(range(len(self._layers)))
 
 
-def _find_layers(model: nn.Module) -> list[_Layer]:
-    """Modules that own weights, in registration order."""
-    layers = []
-    for name, module in model.named_modules():
-        kind = next((k for classes, k in KINDS if isinstance(module, classes)), None)
-        weights = [p for n, p in module.named_parameters(recurse=False) if n.startswith("weight")]
-        if kind is not None and weights:  # not e.g. LayerNorm(elementwise_affine=False)
-            fused = isinstance(module, nn.RNNBase)
-            cell = isinstance(module, nn.RNNCellBase)
-            layers.append(_Layer(name, kind, module, weights, fused, cell))
-    return layers
-
-
-def _fans(weight: Tensor) -> tuple[int, int]:
-    """torch.nn.init's fan_in/fan_out; a 1-D (norm) weight has both equal to its size."""
-    if weight.dim() < 2:
-        return weight.numel(), weight.numel()
-    receptive = weight[0][0].numel()
-    return weight.shape[1] * receptive, weight.shape[0] * receptive
-
-
 def _on_output_grad(
-    record: Record, index: int, call: int, reduce: Callable[[Tensor], Tensor], grad: Tensor
+    record: Record,
+    index: int,
+    call: int,
+    slot: int,
+    reduce: Callable[[Tensor], Tensor],
+    grad_outputs: tuple[Tensor | None, ...],
 ) -> None:
-    record.grads.append((index, call, reduce(grad)))
+    if grad_outputs[slot] is not None:  # None: no gradient reached this output of the node
+        record.grads.append((index, call, reduce(grad_outputs[slot])))

@@ -1,4 +1,4 @@
-"""The probe's arithmetic: what is reduced on the device per call, and aggregated on the host.
+"""GradientProbe's definitions (layers, activations, tables) and arithmetic.
 
 Device side (in hooks): each call of a layer leaves a few 0-d tensors, never an activation.
 Host side (once per recorded step): numpy over vectors as long as the number of calls.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,75 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "time": {"step": _I64, "layer": _I32, "t": _I32, "hidden_grad_norm": _F32},
 }
 LAYER_METRICS = tuple(name for name in SCHEMAS["layers"] if name not in ("step", "layer"))
+
+
+KINDS: tuple[tuple[tuple[type[nn.Module], ...], str], ...] = (
+    ((nn.Linear,), "linear"),
+    ((nn.Conv1d, nn.Conv2d, nn.Conv3d), "conv"),
+    ((nn.RNN, nn.RNNCell), "rnn"),
+    ((nn.LSTM, nn.LSTMCell), "lstm"),
+    ((nn.GRU, nn.GRUCell), "gru"),
+    ((nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm), "norm"),
+    ((nn.LayerNorm, nn.GroupNorm), "norm"),
+)
+LAYER_COLUMNS = ("layer", "name", "kind", "params", "fan_in", "fan_out")
+
+
+@dataclass
+class Layer:
+    """A module that owns weights: the unit of the `layers` table."""
+
+    name: str
+    kind: str
+    module: nn.Module
+    weights: list[nn.Parameter]
+    fused_rnn: bool  # nn.RNN/LSTM/GRU: time steps are a dimension of the output
+    cell: bool  # nn.RNNCell/LSTMCell/GRUCell: time step t is the t-th call
+
+
+def find_layers(model: nn.Module) -> list[Layer]:
+    """Modules that own weights, in registration order."""
+    layers = []
+    for name, module in model.named_modules():
+        kind = next((k for classes, k in KINDS if isinstance(module, classes)), None)
+        weights = [p for n, p in module.named_parameters(recurse=False) if n.startswith("weight")]
+        if kind is not None and weights:  # not e.g. LayerNorm(elementwise_affine=False)
+            fused = isinstance(module, nn.RNNBase)
+            cell = isinstance(module, nn.RNNCellBase)
+            layers.append(Layer(name, kind, module, weights, fused, cell))
+    return layers
+
+
+def fans(weight: Tensor) -> tuple[int, int]:
+    """torch.nn.init's fan_in/fan_out; a 1-D (norm) weight has both equal to its size."""
+    if weight.dim() < 2:
+        return weight.numel(), weight.numel()
+    receptive = weight[0][0].numel()
+    return weight.shape[1] * receptive, weight.shape[0] * receptive
+
+
+class Sink(Protocol):
+    """Where rows go, e.g. vgx.store.MetricsWriter."""
+
+    def append(self, table: str, columns: Mapping[str, np.ndarray]) -> None: ...
+
+
+class MemorySink:
+    """The default sink: keeps the rows for `GradientProbe.frames()`."""
+
+    def __init__(self) -> None:
+        self._parts: dict[str, list[Mapping[str, np.ndarray]]] = {t: [] for t in SCHEMAS}
+
+    def append(self, table: str, columns: Mapping[str, np.ndarray]) -> None:
+        self._parts[table].append(columns)
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        return {
+            table: pd.DataFrame({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+            if parts
+            else empty_frame(table)
+            for table, parts in self._parts.items()
+        }
 
 
 @dataclass(frozen=True)
@@ -79,33 +148,37 @@ class Record:
 
 def statistics(index: int, output: Tensor, shape: Shape) -> tuple[Any, ...]:
     """One call's activation statistics as 0-d tensors (no host sync)."""
-    y = output.detach()
-    mean = y.mean(dtype=torch.float32)
+    y = widen(output.detach())
+    mean = y.mean()
     # Two passes (mean, then ‖y − mean‖) rather than var_mean, whose Welford loop is ~10× slower
     # on CPU; a one-pass sum of squares would lose the variance of collapsed (saturated) units.
-    spread = torch.linalg.vector_norm(y - mean, dtype=torch.float32)
+    spread = torch.linalg.vector_norm(y - mean)
+    # Counts are sums of sign(): about 3× faster on CPU than count_nonzero or a boolean sum.
     saturated = None
     if shape.saturation is not None:
         center, bound = shape.saturation
         offset = y.abs() if center == 0 else (y - center).abs_()
-        # threshold_ zeroes |y − c| <= bound (and NaN) in place; counting nonzeros is one kernel,
-        # several times faster on CPU than summing a boolean mask.
-        saturated = torch.count_nonzero(F.threshold_(offset, bound, 0.0))
-    nonzero = torch.count_nonzero(y) if shape.dead else None
+        saturated = F.threshold_(offset, bound, 0.0).sign_().sum()  # |y − c| <= bound (or NaN): 0
+    nonzero = y.sign().abs_().sum() if shape.dead else None
     return index, y.numel(), mean, spread, saturated, nonzero
 
 
+def widen(values: Tensor) -> Tensor:
+    """Half precision (autocast) as float32: its 3 significant digits cannot hold a variance."""
+    return values.float() if values.element_size() < 4 else values
+
+
 def total_norm(grad: Tensor) -> Tensor:
-    return torch.linalg.vector_norm(grad).reshape(1)
+    return torch.linalg.vector_norm(widen(grad)).reshape(1)
 
 
 def step_norms(dims: list[int], grad: Tensor) -> Tensor:
-    return torch.linalg.vector_norm(grad, dim=dims)
+    return torch.linalg.vector_norm(widen(grad), dim=dims)
 
 
 def packed_step_norms(rows: Tensor, steps: int, grad: Tensor) -> Tensor:
     """Per time step norms of a PackedSequence's data (`rows` gives each row's time step)."""
-    row_sq = torch.linalg.vector_norm(grad, dim=1).square()
+    row_sq = torch.linalg.vector_norm(widen(grad), dim=1).square()
     sums = torch.zeros(steps, dtype=row_sq.dtype, device=row_sq.device)
     return sums.index_add_(0, rows, row_sq).sqrt()
 
@@ -116,11 +189,18 @@ def norms(tensors: list[Tensor]) -> Tensor:
         return torch.zeros(0)
     out = torch.empty(len(tensors), device=tensors[0].device)
     groups = _group_tensors_by_device_and_dtype([tensors], with_indices=True)
-    for (_, dtype), ((group,), indices) in groups.items():
-        # One _foreach_norm per device/dtype group: a fused kernel on CUDA, a C++ loop (no Python
-        # per tensor) on CPU. Half precision accumulates in float32: a half norm overflows at 65504.
-        acc = torch.float32 if dtype.itemsize < 4 else None
-        out[indices] = torch.stack(torch._foreach_norm(group, 2, dtype=acc)).to(out)
+    for (device, dtype), ((group,), indices) in groups.items():
+        if device.type == "cpu" and dtype in (torch.float32, torch.float64):
+            # On CPU a loop of BLAS dot products is ~2× faster than _foreach_norm's loop of norm
+            # kernels (2 threads, 50 tensors of 256×256), and as precise.
+            flat = [t.reshape(-1) for t in group]
+            values = torch.stack([torch.vdot(v, v) for v in flat]).sqrt()
+        else:
+            # One fused kernel per group on accelerators; half precision accumulates in float32
+            # since a half norm overflows at 65504.
+            acc = torch.float32 if dtype.itemsize < 4 else None
+            values = torch.stack(torch._foreach_norm(group, 2, dtype=acc))
+        out[indices] = values.to(out)
     return out
 
 
@@ -202,8 +282,9 @@ def activation_metrics(
 def typed(table: str, columns: Mapping[str, Any], rows: int) -> dict[str, np.ndarray]:
     """Columns with the schema's dtypes; scalars are repeated to `rows`."""
     return {
-        name: np.broadcast_to(np.asarray(columns[name], dtype=dtype), (rows,)).copy()
+        name: np.full(rows, value, dtype) if np.ndim(value) == 0 else np.asarray(value, dtype)
         for name, dtype in SCHEMAS[table].items()
+        for value in (columns[name],)
     }
 
 
