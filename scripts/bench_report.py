@@ -141,7 +141,8 @@ def measure(sweep: Path, out: Path) -> dict[str, float]:
     if child.returncode:
         raise SystemExit(f"build_report failed with exit code {child.returncode}")
     figures = json.loads(output.strip().splitlines()[-1])
-    figures.update(wall_s=wall, child_peak_rss_mb=usage.ru_maxrss / 1024)
+    cpu = usage.ru_utime + usage.ru_stime  # the child's and its worker processes' CPU time
+    figures.update(wall_s=wall, cpu_s=cpu, child_peak_rss_mb=usage.ru_maxrss / 1024)
     return figures
 
 
@@ -165,11 +166,14 @@ def main() -> None:
                 f"in {gen:.1f} s",
                 flush=True,
             )
+            load = os.getloadavg()[0]
             figures = measure(sweep, base / f"report-{runs}")
             results.append((runs, figures))
             print(
                 f"build_report {runs:>5} runs: {figures['wall_s']:6.1f} s wall "
-                f"({figures['report_s']:.1f} s report + {figures['import_s']:.1f} s import), "
+                f"({figures['report_s']:.1f} s report + {figures['import_s']:.1f} s import; "
+                f"{figures['cpu_s']:.1f} s CPU incl. workers; load average {load:.1f} "
+                f"on {os.cpu_count()} cores), "
                 f"peak RSS {figures['child_peak_rss_mb']:,.0f} MB "
                 f"(main {figures['main_rss_mb']:,.0f} MB, largest worker "
                 f"{figures['worker_rss_mb']:,.0f} MB), "
@@ -178,7 +182,8 @@ def main() -> None:
             )
         for (n0, f0), (n1, f1) in itertools.pairwise(results):
             print(
-                f"growth {n0} → {n1} runs (×{n1 / n0:g}): time ×{f1['wall_s'] / f0['wall_s']:.2f}, "
+                f"growth {n0} → {n1} runs (×{n1 / n0:g}): wall ×{f1['wall_s'] / f0['wall_s']:.2f}, "
+                f"CPU ×{f1['cpu_s'] / f0['cpu_s']:.2f}, "
                 f"peak RSS ×{f1['child_peak_rss_mb'] / f0['child_peak_rss_mb']:.2f}"
             )
         print("targets for 1,000 runs: ≤ 60 s, ≤ 4,096 MB peak RSS")

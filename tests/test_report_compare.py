@@ -11,6 +11,7 @@ from tests.conftest_report import write_run
 from vgx.errors import VgxError
 from vgx.report import Report, compare, sweep_labels
 from vgx.report.layout import choose_encoding
+from vgx.report.tables import varying_keys
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +41,16 @@ def test_runs_are_aligned_on_shared_keys_and_a_key_missing_in_a_sweep_is_empty(r
     assert set(report.summary["act"]) == {"sigmoid", "relu"}
 
 
-def test_sweep_and_the_keys_that_differ_are_the_varying_keys(report):
-    assert report.varying == ["sweep", "act", "norm"]
+def test_varying_keys_are_the_sweep_and_the_shared_keys_that_differ(report):
+    assert report.varying == ["sweep", "act"]
+
+
+def test_a_key_one_sweep_lacks_altogether_is_not_a_varying_key():
+    summary = pd.DataFrame(
+        {"sweep": ["a", "a", "b"], "run": ["x", "y", "x"], "status": "done",
+         "norm": ["batch", "layer", None], "act": ["relu", "relu", "tanh"]}
+    )  # fmt: skip
+    assert varying_keys(summary) == ["sweep", "act"]
 
 
 def test_layers_csv_names_the_sweep_of_each_row(report):

@@ -71,7 +71,9 @@ def sweep_labels(dirs: Sequence[Path]) -> list[str]:
 def _report(sources: list[tuple[str | None, Path]], out: Path, echo: bool) -> Report:
     metas, varying = _sorted_metas(_read_metas(sources, out))
     heat = pick(len(metas))
-    flags = [i in heat for i in range(len(metas))]
+    flags = [False] * len(metas)
+    for i in heat:
+        flags[i] = True
     with mapper(len(metas)) as map_:
         metrics = list(map_(read_run_metrics, [m.path for _, m in metas], flags))
         rows = [summary_row(m, r, sweep) for (sweep, m), r in zip(metas, metrics, strict=True)]
@@ -87,7 +89,8 @@ def _report(sources: list[tuple[str | None, Path]], out: Path, echo: bool) -> Re
         titles = [_run_title(row, varying) for _, row in summary.iterrows()]
         if len(heat) < len(summary):
             paths.append(out / "heatmap_left_out.txt")
-            paths[-1].write_text("".join(f"{t}\n" for i, t in enumerate(titles) if i not in heat))
+            left_out = [t for t, shown in zip(titles, flags, strict=True) if not shown]
+            paths[-1].write_text("".join(f"{t}\n" for t in left_out))
         maps = [(titles[i], metrics[i].heatmap) for i in heat]
         jobs = _figures(summary, frames, varying, maps)
         pngs = [out / f"{name}.png" for name in jobs]
@@ -117,6 +120,9 @@ def _figures(
     jobs: dict[str, tuple[Callable[..., Figure], tuple[Any, ...]]] = {}
     for stage in ("init", "final"):
         for metric, name in (("grad_norm", "grad"), ("act_grad_norm", "act_grad")):
+            # Theory-overlay seam: append an Overlay (plots.Overlay; picklable, e.g. a
+            # functools.partial of a module-level function bound to `summary`) to these args
+            # to draw the predicted slope on every gradient-vs-layer panel.
             args = (layers, enc, metric, stage, settings, ids)
             jobs[f"{name}_vs_layer_{stage}"] = (layer_profile, args)
     args = (layers, enc, "update_ratio", "mean", settings, ids)

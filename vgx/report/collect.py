@@ -129,13 +129,16 @@ def _read(run: RunDir, table: str, columns: list[str], errors: list[str]) -> pd.
 
 
 def _read_layer_table(run: RunDir, errors: list[str]) -> pd.DataFrame:
+    """layers.csv (layer, name, kind): empty when absent, one of `errors` when unreadable."""
+    empty = pd.DataFrame({"layer": pd.Series(dtype="int64"), "name": [], "kind": []})
     try:
-        return pd.read_csv(run.layers_file, usecols=["layer", "name", "kind"])
+        table = pd.read_csv(run.layers_file, usecols=list(empty.columns), dtype={"layer": "int64"})
+        return table[~table["layer"].duplicated()]
     except FileNotFoundError:
-        return pd.DataFrame(columns=["layer", "name", "kind"])
-    except (OSError, ValueError, pd.errors.ParserError) as err:
+        return empty
+    except (OSError, ValueError, TypeError, pd.errors.ParserError) as err:
         errors.append(f"unreadable layers.csv: {_one_line(err)}")
-        return pd.DataFrame(columns=["layer", "name", "kind"])
+        return empty
 
 
 def _layer_aggregates(layers: pd.DataFrame, layer_table: pd.DataFrame) -> pd.DataFrame:
@@ -157,7 +160,7 @@ def _layer_aggregates(layers: pd.DataFrame, layer_table: pd.DataFrame) -> pd.Dat
         for stage, rows in ends.items():
             columns[f"{metric}_{stage}"][slot[rows]] = values[rows]
     aggregates = pd.DataFrame(columns, index=pd.Index(ids, name="layer"))
-    table = layer_table.astype({"layer": "int64"}).set_index("layer")
+    table = layer_table.set_index("layer")
     index = table.index.union(aggregates.index)
     return pd.concat([table.reindex(index), aggregates.reindex(index)], axis=1).reset_index()
 

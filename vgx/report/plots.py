@@ -32,7 +32,9 @@ from vgx.report.layout import (
 
 # Theory-overlay seam: called once per panel of the gradient-vs-layer figures with the panel's
 # axes and its rows of layers.csv (ids, varying keys, layer, metrics); it draws a predicted line
-# (e.g. a slope in decades per layer). Constant settings come from the summary through a closure.
+# (e.g. a slope in decades per layer). Settings every run shares are not in those rows: bind the
+# summary frame with functools.partial (figures may be rendered in worker processes, so the
+# overlay must be picklable: a module-level function, not a lambda or closure).
 Overlay = Callable[[Axes, pd.DataFrame], None]
 
 LAYER_AXIS = "layer index (input → output)"
@@ -190,6 +192,7 @@ def _draw_panel(
     if not drawn:
         message = "no runs" if not len(rows) else "no data"
         ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center", color="grey")
+        ax.set_xticks([])
 
 
 def _log_axis(ax: Axes, ylim: tuple[float, float]) -> None:
@@ -288,7 +291,7 @@ def _legend_handles(enc: Encoding, palette: dict, marks: list[str]) -> list[Line
 def _title(spec: Lines, settings: str, enc: Encoding, layout: Grid) -> str:
     parts = [spec.title + (f" — {settings}" if settings else "")]
     if enc.lines:
-        parts.append(f"one line per {', '.join(enc.lines)}")
+        parts.append(f"lines of one colour differ in {', '.join(enc.lines)}")
     if layout.left_out:
         parts.append(
             f"{len(layout.left_out)} panels left out: {', '.join(layout.left_out[:6])}"

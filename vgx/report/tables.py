@@ -80,8 +80,14 @@ def config_keys(summary: pd.DataFrame) -> list[str]:
 
 
 def varying_keys(summary: pd.DataFrame) -> list[str]:
-    """Config keys (and `sweep`) whose value differs between runs; missing counts as a value."""
-    keys = ([SWEEP] if SWEEP in summary.columns else []) + config_keys(summary)
+    """Config keys (and `sweep`) whose value differs between runs; missing counts as a value.
+
+    Across sweeps only the keys every sweep has count: a key one sweep lacks altogether (another
+    vgx version, an extra `+key=`) stays in the tables but the `sweep` column tells them apart."""
+    keys = config_keys(summary)
+    if SWEEP in summary.columns:
+        present = summary.groupby(SWEEP)[keys].count().gt(0).all()
+        keys = [SWEEP, *(k for k in keys if present[k])]
     return [key for key in keys if summary[key].nunique(dropna=False) > 1]
 
 
