@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from vgx.data import ADDING_TOLERANCE, SEQUENCE, load_dataset
+from vgx.data import ADDING_TOLERANCE, SEQUENCE, digits_arrays, load_dataset
 
 
 def test_digits_are_scaled_8x8_images_with_ten_classes(make_cfg):
@@ -65,3 +66,11 @@ def test_copy_task_targets_are_the_symbols_shown_first_across_the_lag(make_cfg):
 def test_digits_read_as_rows_for_recurrent_models(make_cfg):
     data = load_dataset(make_cfg().data, seq_len=1).as_sequence()
     assert data.x_train.shape[1:] == (8, 8) and data.kind == SEQUENCE
+
+
+def test_digits_equal_scikit_learns_own_loader(make_cfg):
+    from sklearn.datasets import load_digits
+
+    x, y = digits_arrays()
+    bunch = load_digits()
+    assert np.array_equal(x * 16, bunch.data) and np.array_equal(y, bunch.target)

@@ -6,9 +6,12 @@ RNN family and are the long-time-lag problems of Hochreiter & Schmidhuber 1997.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from vgx.errors import ConfigError
+from vgx.errors import ConfigError, VgxError
 from vgx.registry import Registry
 
 VECTOR, SEQUENCE = "vector", "sequence"
@@ -100,17 +103,27 @@ def _split(name: str, x: np.ndarray, y: np.ndarray, n_test: int, seed: int, **kw
     )
 
 
+@cache
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The digits file that ships inside scikit-learn, read without importing scikit-learn.
+
+    Importing sklearn costs seconds in every process (each parallel job pays it); this is the
+    file `sklearn.datasets.load_digits` reads.
+    """
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or spec.origin is None:
+        raise VgxError("data=digits needs scikit-learn: pip install scikit-learn")
+    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
+    table = np.loadtxt(path, delimiter=",", dtype=np.float32)
+    return table[:, :-1] / 16.0, table[:, -1].astype(np.int64)
+
+
 @DATASETS.register("digits")
 def load_digits(cfg: Any, seq_len: int) -> Dataset:
     """scikit-learn's bundled 8x8 digits (1,797 images, 10 classes), scaled to [0, 1]."""
-    from sklearn.datasets import load_digits as sklearn_digits
-
-    bunch = sklearn_digits()
-    x = (bunch.data / 16.0).astype(np.float32)
+    x, y = digits_arrays()
     n_test = min(cfg.n_test, len(x) // 5)
-    return _split(
-        "digits", x, bunch.target.astype(np.int64), n_test, cfg.seed, kind=VECTOR, n_outputs=10
-    )
+    return _split("digits", x, y, n_test, cfg.seed, kind=VECTOR, n_outputs=10)
 
 
 @DATASETS.register("synthetic")
