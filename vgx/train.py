@@ -27,6 +27,7 @@ from vgx.data import Dataset, batches, load_dataset
 from vgx.environment import default_threads, environment
 from vgx.errors import ConfigError
 from vgx.interrupts import sigterm_interrupts
+from vgx.loggers import open_sink
 from vgx.models import build_model, fit_data
 from vgx.optim import make_optimizer, resolve_device
 from vgx.probe import GradientProbe
@@ -159,7 +160,7 @@ def train(cfg: DictConfig, run: RunDir) -> Outcome:
             activations=cfg.probe.activations,
             updates=cfg.probe.updates,
             time=cfg.probe.time,
-            sink=writer,
+            sink=open_sink(cfg.logger, run.path, writer),
         ) as probe,
     ):
         atomic_write_text(run.layers_file, probe.layer_table().to_csv(index=False))

@@ -21,12 +21,10 @@ from omegaconf import DictConfig, OmegaConf
 from vgx.config import DataConfig, ModelConfig, ProbeConfig, VgxConfig
 from vgx.data import DATASETS
 from vgx.errors import ConfigError
+from vgx.loggers import LOGGERS
 from vgx.models import ACTIVATIONS, INITS, MODELS, NORMS, RECURRENT_INITS, SKIPS
 from vgx.optim import DEVICES, OPTIMIZERS
 from vgx.registry import Registry
-
-LOGGERS: Registry[None] = Registry("logger", "where metrics are also sent while a run goes")
-LOGGERS.add("none", None)
 
 
 def experiment_names() -> list[str]:
