@@ -20,6 +20,7 @@ from vgx.theory import (
     fixed_point,
     gaussian_moments,
     predicted_log10_grad_profile,
+    predicted_profile,
     predicted_slope,
     theory_summary,
 )
@@ -118,8 +119,14 @@ def test_a_flat_summary_row_and_a_composed_config_give_the_same_theory(make_cfg)
     assert set(theory_summary(row)) == set(THEORY_KEYS)
 
 
+def test_a_configs_profile_has_one_value_per_linear_layer_ending_at_the_output(make_cfg):
+    profile = predicted_profile(make_cfg("depth=5", "act=sigmoid"))
+    assert len(profile) == 6  # 5 hidden blocks and the head, as in layers.csv
+    assert profile[-1] == 0.0 and profile[0] < -3
+
+
 @pytest.mark.parametrize("override", ["norm=batch", "skip=residual", "model=cnn", "model=lstm"])
 def test_theory_abstains_outside_plain_mlps(make_cfg, override):
     cfg = make_cfg(override, "act=tanh")
-    assert predicted_slope(cfg) is None
+    assert predicted_slope(cfg) is None and predicted_profile(cfg) is None
     assert all(np.isnan(value) for value in theory_summary(cfg).values())

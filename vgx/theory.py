@@ -216,15 +216,25 @@ def _mlp_theory_inputs(
     return act, sigma_w2, sigma_b2, int(flat["depth"]), q0
 
 
-def predicted_slope(cfg: Mapping[str, Any] | DictConfig, q0: float | None = None) -> float | None:
-    """Predicted decades per layer (output → input) of ‖δ‖ at init, fitted over the real depth.
+def predicted_profile(
+    cfg: Mapping[str, Any] | DictConfig, q0: float | None = None
+) -> np.ndarray | None:
+    """Predicted log10‖δ‖ of every Linear layer of the config's MLP, relative to the output layer,
+    in forward order: the report's gradient-vs-layer x axis (layers.csv `layer`, no norm layers).
 
     `cfg` is a composed config or a flat summary row (keys act, init, init_std, width, depth,
     model, norm, skip, data...); q0 defaults to the dataset's mean squared input (1 without data).
     None where the theory does not apply: CNN, RNN family, normalisation, residual blocks.
     """
     inputs = _mlp_theory_inputs(cfg, q0)
-    return None if inputs is None else fit_slope(predicted_log10_grad_profile(*inputs))
+    return None if inputs is None else predicted_log10_grad_profile(*inputs)
+
+
+def predicted_slope(cfg: Mapping[str, Any] | DictConfig, q0: float | None = None) -> float | None:
+    """Predicted decades per layer (output → input) of ‖δ‖ at init, fitted over the real depth;
+    None where the theory does not apply (see predicted_profile)."""
+    profile = predicted_profile(cfg, q0)
+    return None if profile is None else fit_slope(profile)
 
 
 def theory_summary(
