@@ -16,9 +16,10 @@ contract of docs/run-directory.md):
   All-frozen weights give grad_norm NaN; a trainable weight without `.grad` counts as zero. Norms
   accumulate in float32 (as clip_grad_norm_): beyond ~1e19 they read inf while `nonfinite` stays 0.
 - `act_grad_norm` = ‖dL/d(output)‖₂, output = the module's forward output (RNN: the output
-  sequence; LSTMCell: h), read by a tensor hook that a forward hook puts on the output, so in-place
-  ops after the layer and inputs without requires_grad are fine. 0 when the output got no
-  gradient, NaN when it was not part of a graph. With a scaled loss (AMP) pass `loss_scale`.
+  sequence; LSTMCell: h), read by a pre-hook that a forward hook puts on the autograd node that
+  made the output (not a full backward hook), so in-place ops after the layer and inputs without
+  requires_grad are fine. 0 when the output got no gradient, NaN when it was not part of a graph.
+  With a scaled loss (AMP) pass `loss_scale` to capture().
 - `act_mean`, `act_std` (population std), `saturated`, `dead`: over all elements of the output of
   the first activation module (probe_stats.ACTIVATIONS: Sigmoid, Tanh, ReLU, ...) that runs after
   the layer and before the next layer; else of the layer's own output as it stands when the next
@@ -26,7 +27,8 @@ contract of docs/run-directory.md):
   derivative is below 5% of its maximum: sigmoid y(1−y) < 0.0125, tanh 1−y² < 0.05, softsign
   (1−|y|)² < 0.05; NaN for activations that do not saturate and for raw layer outputs. `dead`:
   fraction of exact zeros, for the ReLU family (ReLU, ReLU6, LeakyReLU, PReLU, RReLU: the leaky ones
-  measure ~0, they cannot die); NaN for other activations and for raw layer outputs.
+  measure ~0, they cannot die); NaN for other activations and for raw layer outputs. A NaN output
+  makes all four NaN (and marks the layer for locate_nonfinite).
 - A module called several times per forward (shared layer, unrolled cell) is aggregated: squared
   norms add up over calls; activation statistics pool all elements of all calls.
 - `hidden_grad_norm` (table `time`, RNN family): per time step t, ‖dL/d(output[:, t])‖₂ over batch
@@ -70,12 +72,12 @@ from vgx.probe_stats import (
     activation_shape,
     fans,
     find_layers,
-    norms,
     output_grad_metrics,
     packed_step_norms,
     stack_record,
     statistics,
     step_norms,
+    sums_of_squares,
     to_host,
     total_norm,
     typed,
@@ -320,8 +322,8 @@ class GradientProbe:
         present = [i for i, p in enumerate(self._params) if p.grad is not None]
         grads = [self._params[i].grad for i in present]
         weights = self._weights if self._on["weights"] or self._on["updates"] else []
-        # Gradients and weights in one norms() call: one _foreach_norm per device/dtype group.
-        both = norms(grads + weights)
+        # Gradients and weights in one call: one fused reduction per device/dtype group.
+        both = sums_of_squares(grads + weights)
         pieces = {"grads": both[: len(grads)], "weights": both[len(grads) :]}
         if isinstance(loss, Tensor):
             pieces["loss"] = loss.detach().reshape(1)
@@ -346,9 +348,11 @@ class GradientProbe:
         )
 
     def _snapshot(self) -> list[Tensor]:
-        """The weights before optimizer.step(): what makes ‖W_after − W_before‖ exact for any
-        optimizer. The buffer is allocated once: fresh tensors would cost more in page faults
-        than the copy itself (8–14 ms against 1 ms for 13 MB on CPU)."""
+        """The weights before optimizer.step(): what makes the update exact for any optimizer.
+
+        One buffer, allocated once: fresh tensors would cost more in page faults than the copy
+        itself (8–14 ms against about 1 ms for 13 MB on CPU).
+        """
         buffer = self._buffer
         if buffer is None or buffer[0].device != self._weights[0].device:
             buffer = self._buffer = [torch.empty_like(w) for w in self._weights]
@@ -364,7 +368,7 @@ class GradientProbe:
         if capture.snapshot is not None:
             with torch.no_grad():
                 torch._foreach_sub_(capture.snapshot, self._weights)  # in place: no second copy
-                pieces["update"] = norms(capture.snapshot)
+                pieces["update"] = sums_of_squares(capture.snapshot)
         self._last = self._metrics(capture, to_host(pieces))
         self._emit(capture.step, self._last)
 
@@ -372,20 +376,20 @@ class GradientProbe:
         n_layers = len(self._layers)
         per_layer = partial(np.bincount, self._pair_layer, minlength=n_layers)
         trainable = self._pair_param >= 0
-        grads = np.zeros(len(self._params))
-        grads[capture.present] = host["grads"]
+        grad_sq = np.zeros(len(self._params))  # per parameter; no .grad: 0
+        grad_sq[capture.present] = host["grads"]
         layers = dict.fromkeys(LAYER_METRICS, np.full(n_layers, np.nan))
         layers["nonfinite"] = per_layer(np.where(trainable, capture.nonfinite[self._pair_param], 0))
         if self._on["weights"] or self._on["updates"]:
-            weight_norm = np.sqrt(per_layer(host["weights"][self._pair_weight] ** 2))
+            weight_norm = np.sqrt(per_layer(host["weights"][self._pair_weight]))
         if self._on["weights"]:
-            grad_sq = per_layer(np.where(trainable, grads[self._pair_param], 0.0) ** 2)
-            layers["grad_norm"] = np.where(per_layer(trainable) > 0, np.sqrt(grad_sq), np.nan)
+            layer_sq = per_layer(np.where(trainable, grad_sq[self._pair_param], 0.0))
+            layers["grad_norm"] = np.where(per_layer(trainable) > 0, np.sqrt(layer_sq), np.nan)
             layers["grad_rms"] = layers["grad_norm"] / np.sqrt(self._numel)
             layers["weight_norm"] = weight_norm
         if "update" in host:
-            layers["update_ratio"] = np.sqrt(per_layer(host["update"][self._pair_weight] ** 2))
-            layers["update_ratio"] /= weight_norm
+            update = np.sqrt(per_layer(host["update"][self._pair_weight]))
+            layers["update_ratio"] = update / weight_norm
         act_nonfinite, hidden = np.zeros(n_layers, dtype=bool), {}
         record = capture.record
         if record is not None:
@@ -400,7 +404,7 @@ class GradientProbe:
                 layers.update(stats)
         return _Metrics(
             loss=float(host["loss"][0]) if "loss" in host else capture.loss,
-            grad_total_norm=math.sqrt(float(np.sum(grads**2))),
+            grad_total_norm=math.sqrt(float(np.sum(grad_sq))),
             nonfinite=int(capture.nonfinite.sum()),
             layers=layers,
             act_nonfinite=act_nonfinite,
