@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from vgx.errors import VgxError
 from vgx.report.collect import Heatmap, RunMeta, read_meta, read_run_metrics
 from vgx.report.heatmap import heatmap_figure, pick
+from vgx.report.html import write_html
 from vgx.report.layout import choose_encoding, fixed_settings, label
 from vgx.report.parallel import mapper, render
 from vgx.report.plots import curves, layer_profile, time_profile
@@ -101,6 +102,7 @@ def _report(sources: list[tuple[str | None, Path]], out: Path, echo: bool) -> Re
         if row["status"] != DONE or r.notes
     ]
     report = Report(summary, frames["layers"], paths, varying, warnings)
+    write_html(report, out, ", ".join(str(root) for _, root in sources))
     if echo:
         _echo(report, sources)
     return report

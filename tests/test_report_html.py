@@ -1,0 +1,129 @@
+"""report/index.html: one self-contained page with every run, every plot, and nothing injected."""
+
+from __future__ import annotations
+
+import base64
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from tests.conftest_report import write_run
+from vgx.report import Report, build_report
+
+INJECTED = "<script>alert(1)</script>"
+
+
+class Page(HTMLParser):
+    """The parts of a page the tests look at: tags, table rows, images, links, text."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.rows: list[tuple[str | None, list[str]]] = []  # (class, cell texts) of body rows
+        self.text: list[str] = []
+        self._cell: list[str] | None = None
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        if tag == "tr":
+            self.rows.append((dict(attrs).get("class"), []))
+        elif tag == "td":
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td" and self._cell is not None:
+            self.rows[-1][1].append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def all(self, tag: str) -> list[dict[str, str | None]]:
+        return [attrs for name, attrs in self.tags if name == tag]
+
+    def body_rows(self) -> dict[str, str | None]:
+        """run -> row class, for the rows of the summary table (run is the first cell)."""
+        return {cells[0]: css for css, cells in self.rows if cells}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Report, Page, str]:
+    root = tmp_path_factory.mktemp("sweep")
+    write_run(root, "act=relu", act="relu")
+    write_run(root, "act=evil", act=INJECTED)
+    failure = {"message": f"RuntimeError: {INJECTED}"}
+    write_run(root, "act=tanh", act="tanh", status="failed", summary=False, status_fields=failure)
+    divergence = {"step": 3, "layer": "blocks.2.linear", "message": "non-finite"}
+    write_run(root, "act=sigmoid", act="sigmoid", status="diverged", status_fields=divergence)
+    write_run(root, "act=elu", act="elu").status_file.write_text('{"status": "do')
+    report = build_report(root, echo=False)
+    text = (root / "report" / "index.html").read_text(encoding="utf-8")
+    return report, Page(text), text
+
+
+def test_every_run_is_a_row_of_the_summary_table(built):
+    report, page, _ = built
+    assert set(page.body_rows()) == set(report.summary["run"])
+
+
+def test_every_plot_is_embedded_as_a_png_image(built):
+    report, page, _ = built
+    sources = {attrs["alt"]: attrs["src"] for attrs in page.all("img")}
+    plots = {p.name for p in report.paths if p.suffix == ".png"}
+    assert set(sources) == plots
+    for name, src in sources.items():
+        head, data = src.split(",", 1)
+        assert head == "data:image/png;base64"
+        assert base64.b64decode(data) == (report.paths[0].parent / name).read_bytes()
+
+
+def test_the_page_loads_nothing_from_elsewhere(built):
+    _, page, _ = built
+    assert all(not attrs.get("src") for attrs in page.all("script"))
+    assert not page.all("link")
+    assert all(a["href"] in ("summary.csv", "layers.csv") for a in page.all("a"))
+
+
+def test_a_config_value_holding_markup_is_shown_as_text_not_run(built):
+    _, page, text = built
+    assert len(page.all("script")) == 1  # the page's own sorting script
+    assert INJECTED not in text
+    assert sum(INJECTED in chunk for chunk in page.text) >= 2  # the act cell and the message
+
+
+def test_runs_that_did_not_finish_are_marked_by_row_class_with_their_message(built):
+    _, page, _ = built
+    classes = page.body_rows()
+    assert classes == {
+        "act=relu": None,
+        "act=evil": None,
+        "act=tanh": "failed",
+        "act=sigmoid": "diverged",
+        "act=elu": "corrupt",
+    }
+    messages = {cells[0]: cells[-1] for _, cells in page.rows if cells}
+    assert messages["act=tanh"] == f"RuntimeError: {INJECTED}"
+    assert messages["act=sigmoid"] == "non-finite"
+
+
+def test_rows_have_a_sortable_header_with_one_cell_per_column(built):
+    _, page, _ = built
+    header = len(page.all("th"))
+    assert page.all("table")[0]["class"] == "sortable"
+    assert all(len(cells) == header for _, cells in page.rows if cells)
+
+
+def test_numeric_cells_carry_their_full_value_for_sorting(built):
+    report, page, _ = built
+    values = [float(td["data-v"]) for td in page.all("td") if td.get("data-v")]
+    assert set(report.summary["steps_done"].dropna()) <= set(values)
+
+
+def test_the_page_is_written_beside_the_tables(tmp_path: Path):
+    write_run(tmp_path, "act=relu", act="relu")
+    build_report(tmp_path, tmp_path / "elsewhere", echo=False)
+    assert (tmp_path / "elsewhere" / "index.html").stat().st_size > 0
