@@ -11,6 +11,7 @@ import pandas as pd
 from vgx.report.collect import SUMMARY_JSON_KEYS, RunMeta, RunMetrics
 from vgx.store import CORRUPT, DIVERGED
 from vgx.summary import SUMMARY_KEYS
+from vgx.theory import THEORY_KEYS, theory_summary
 
 LOSS_COLUMNS = (
     "train_loss_final",
@@ -20,7 +21,7 @@ LOSS_COLUMNS = (
     "test_accuracy_final",
     "test_accuracy_best",
 )
-METRIC_COLUMNS = (*LOSS_COLUMNS, *SUMMARY_JSON_KEYS, *SUMMARY_KEYS)
+METRIC_COLUMNS = (*LOSS_COLUMNS, *SUMMARY_JSON_KEYS, *SUMMARY_KEYS, *THEORY_KEYS)
 TAIL_COLUMNS = ("diverged_step", "diverged_layer", "message")
 SWEEP = "sweep"  # the column naming the sweep directory in `compare`
 
@@ -57,6 +58,7 @@ def summary_row(meta: RunMeta, metrics: RunMetrics, sweep: str | None = None) ->
     diverged = recorded == DIVERGED
     row: dict[str, Any] = {SWEEP: sweep} if sweep is not None else {}
     row.update(run=meta.run, status=status, **meta.config, **metrics.row)
+    row.update(theory_summary(meta.config))
     row.update({key: _number(meta.summary.get(key)) for key in SUMMARY_JSON_KEYS})
     row.update(
         diverged_step=meta.record.get("step", math.nan) if diverged else math.nan,
