@@ -12,8 +12,9 @@ from vgx.store import find_runs
 
 
 def test_sweep_makes_one_finished_run_directory_per_combination(tmp_path):
-    result = run_vgx("sweep", "depth=2,3", "act=sigmoid,relu", *TINY, "--no-report", cwd=tmp_path)
+    result = run_vgx("sweep", "depth=2,3", "act=sigmoid,relu", *TINY, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert "report written to" in result.stdout
     runs = find_runs(tmp_path / "outputs" / "sweeps")
     names = sorted(run.path.name for run in runs)
     assert names == sorted(
@@ -52,7 +53,9 @@ def test_same_seed_gives_bit_identical_metrics_on_cpu(tmp_path):
         (("run", "steps=0"), "steps=0 is out of range"),
         (("run", "lr=0"), "lr=0 is out of range; valid: > 0"),
         (("sweep", "dept=3"), "unknown key 'dept'"),
-        (("report", "no/such/dir"), "no/such/dir"),
+        (("report", "no/such/dir"), "no such directory: no/such/dir"),
+        (("diagnose", "no/such/dir"), "no such directory: no/such/dir"),
+        (("compare", "only/one"), "at least two sweep directories"),
         (("frobnicate",), "unknown command 'frobnicate'; valid: run, sweep"),
     ],
 )
@@ -80,7 +83,7 @@ def test_invalid_combination_in_a_sweep_is_recorded_and_the_others_go_on(tmp_pat
     assert "1 done" in result.stdout and "1 invalid" in result.stdout
 
 
-@pytest.mark.parametrize("command", ["run", "sweep", "report", "compare", "list"])
+@pytest.mark.parametrize("command", ["run", "sweep", "report", "compare", "diagnose", "list"])
 def test_every_command_has_help(tmp_path, command):
     result = run_vgx(command, "--help", cwd=tmp_path)
     assert result.returncode == 0 and f"usage: vgx {command}" in result.stdout

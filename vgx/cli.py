@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from vgx.config import register_configs
 from vgx.errors import VgxError
 from vgx.interrupts import sigterm_interrupts
-from vgx.store import DIVERGED, DONE, FAILED, INTERRUPTED, INVALID, RunDir
+from vgx.store import DIVERGED, DONE, FAILED, INTERRUPTED, INVALID, RunDir, atomic_write_text
 from vgx.sweep import SKIPPED, read_progress, record_progress, reset_progress, safe_name
 
 CONFIG_MODULE = "vgx.configs"
@@ -149,10 +149,23 @@ def cmd_sweep(args: list[str]) -> int:
     counts = read_progress(sweep_dir)
     print(f"sweep {sweep_dir}: " + ", ".join(f"{counts[s]} {s}" for s in TALLY))
     if "--no-report" not in flags:
-        from vgx.report import build_report
-
-        build_report(sweep_dir)
+        write_report(sweep_dir)
     return EXIT_FAILED if counts[FAILED] else 0
+
+
+def write_report(sweep_dir: Path) -> None:
+    """The report, and for a canned experiment whether this sweep shows the published result."""
+    from vgx.experiments import verdict_for_sweep
+    from vgx.report import build_report
+
+    report = build_report(sweep_dir)
+    experiments = report.summary.get("experiment")
+    if experiments is None or not experiments.fillna("").astype(str).str.len().any():
+        return
+    verdict = verdict_for_sweep(sweep_dir)
+    if verdict is not None:
+        print(f"\n{verdict}")
+        atomic_write_text(sweep_dir / "report" / "experiment.txt", f"{verdict}\n")
 
 
 class SweepProgress:
@@ -187,13 +200,26 @@ class SweepProgress:
 
 def cmd_report(args: list[str]) -> int:
     """(Re)build tables and plots of a sweep directory from whatever runs exist."""
-    from vgx.report import build_report
+    write_report(_one_directory("report", args))
+    return 0
 
+
+def cmd_diagnose(args: list[str]) -> int:
+    """Which layers vanish or explode, and the remedies that fit (ranked by the sweep itself)."""
+    from vgx.diagnose import main_text
+
+    path = _one_directory("diagnose", args)
+    if not path.is_dir():
+        raise VgxError(f"no such directory: {path}")
+    print(main_text(path))
+    return 0
+
+
+def _one_directory(command: str, args: list[str]) -> Path:
     dirs = [a for a in args if not a.startswith("-")]
     if len(dirs) != 1:
-        raise VgxError("vgx report takes one sweep directory: vgx report SWEEP_DIR")
-    build_report(Path(dirs[0]))
-    return 0
+        raise VgxError(f"vgx {command} takes one directory: vgx {command} DIR")
+    return Path(dirs[0])
 
 
 def cmd_compare(args: list[str]) -> int:
@@ -240,6 +266,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str, str]] = {
         "vgx compare DIR DIR ... [--out DIR]",
         "tables and plots across sweeps",
     ),
+    "diagnose": (cmd_diagnose, "vgx diagnose DIR", "vanishing/exploding layers and remedies"),
     "list": (cmd_list, "vgx list", "valid choices for every key"),
 }
 
@@ -263,6 +290,11 @@ COMMAND_HELP = {
     "report": "Writes SWEEP_DIR/report/: summary.csv, layers.csv and PNG plots.",
     "compare": "Writes OUT_DIR (default outputs/compare/A_vs_B): the tables with a `sweep` column "
     "and side-by-side plots.",
+    "diagnose": "DIR is a run or a sweep directory. For each run: layers whose back-propagated "
+    "gradient is more than 2 decades below (vanishing) or above (exploding) the output layer's, "
+    "at init and at the end, saturated and dead units, and the remedies from the literature "
+    "that fit; when the sweep varied a remedy key (act, init, norm, skip, model, clip), the "
+    "remedies are ranked by what the sweep measured.",
     "list": "Every key that takes a name, with its valid names, and the numeric keys' ranges.",
 }
 
