@@ -9,6 +9,7 @@ import numpy as np
 
 from vgx.probe import Sink
 from vgx.registry import Registry
+from vgx.tensorboard import TensorBoardSink
 
 
 class Tee:
@@ -21,12 +22,19 @@ class Tee:
         for sink in self.sinks:
             sink.append(table, columns)
 
+    def close(self) -> None:
+        """Close the sinks that hold files open (a live logger's writer)."""
+        for sink in self.sinks:
+            if hasattr(sink, "close"):
+                sink.close()
+
 
 # name -> factory(run_dir) giving an extra sink, or None for no extra logger
 LOGGERS: Registry[Callable[[Path], Sink] | None] = Registry(
     "logger", "where metrics are also sent while a run goes"
 )
 LOGGERS.add("none", None)
+LOGGERS.add("tensorboard", TensorBoardSink)
 
 
 def open_sink(logger: str, run_dir: Path, parquet: Sink) -> Sink:

@@ -13,6 +13,7 @@ import logging
 import math
 import time
 import traceback
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from vgx.interrupts import sigterm_interrupts
 from vgx.loggers import open_sink
 from vgx.models import build_model, fit_data
 from vgx.optim import make_optimizer, resolve_device
-from vgx.probe import GradientProbe
+from vgx.probe import GradientProbe, Sink
 from vgx.store import (
     DIVERGED,
     DONE,
@@ -153,6 +154,7 @@ def train(cfg: DictConfig, run: RunDir) -> Outcome:
     outcome = Outcome(DONE, steps_done=0)
     with (
         MetricsWriter(run.metrics_dir, chunk_rows=cfg.probe.chunk_rows) as writer,
+        closing(open_sink(cfg.logger, run.path, writer)) as sink,
         GradientProbe(
             model,
             every=cfg.probe.every,
@@ -160,11 +162,11 @@ def train(cfg: DictConfig, run: RunDir) -> Outcome:
             activations=cfg.probe.activations,
             updates=cfg.probe.updates,
             time=cfg.probe.time,
-            sink=open_sink(cfg.logger, run.path, writer),
+            sink=sink,
         ) as probe,
     ):
         atomic_write_text(run.layers_file, probe.layer_table().to_csv(index=False))
-        record_eval(writer, 0, *evaluate(model, data))
+        record_eval(sink, 0, *evaluate(model, data))
         bar = tqdm(total=cfg.steps, desc=run.path.name, disable=not cfg.progress, leave=False)
         for step in range(cfg.steps):
             idx = next(order).to(device)
@@ -185,7 +187,7 @@ def train(cfg: DictConfig, run: RunDir) -> Outcome:
             probe.commit()
             outcome.steps_done = step + 1
             if outcome.steps_done % eval_every == 0 or outcome.steps_done == cfg.steps:
-                record_eval(writer, outcome.steps_done, *evaluate(model, data))
+                record_eval(sink, outcome.steps_done, *evaluate(model, data))
             bar.update()
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{loss.item():.4g}", refresh=False)
@@ -195,8 +197,8 @@ def train(cfg: DictConfig, run: RunDir) -> Outcome:
     return outcome
 
 
-def record_eval(writer: MetricsWriter, step: int, loss: float, accuracy: float) -> None:
-    writer.append("evals", {"step": [step], "loss": [loss], "accuracy": [accuracy]})
+def record_eval(sink: Sink, step: int, loss: float, accuracy: float) -> None:
+    sink.append("evals", {"step": [step], "loss": [loss], "accuracy": [accuracy]})
 
 
 def summarise(run: RunDir, outcome: Outcome, elapsed: float) -> dict[str, Any]:
