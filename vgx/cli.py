@@ -206,7 +206,7 @@ def cmd_report(args: list[str]) -> int:
 
 def cmd_diagnose(args: list[str]) -> int:
     """Which layers vanish or explode, and the remedies that fit (ranked by the sweep itself)."""
-    from vgx.diagnose import main_text
+    from vgx.diagnosis import main_text
 
     path = _one_directory("diagnose", args)
     if not path.is_dir():

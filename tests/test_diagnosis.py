@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from vgx.diagnose import (
+from vgx.diagnosis import (
     DEAD_UNITS,
     EXPLODING,
     NONFINITE,
