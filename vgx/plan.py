@@ -60,16 +60,21 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
         swept.setdefault(override.key_or_group, override)
     total = math.prod(len(expand(o)) for o in swept.values() if o.is_sweep_override())
 
+    keys = {o.key_or_group for o in parsed}
+    extra = []
     target = str(cfg.hydra.launcher.get("_target_", ""))
     launcher = _launcher_name(target)
     jobs = 1  # SLURM jobs each get their own allocation
-    if launcher == "joblib":
+    if "hydra/launcher" not in keys and min(total, usable_cores()) > 1:
+        # Measured (make bench): one single-threaded run per core beats one run on every core,
+        # by far when the machine is busy; so parallel is the default wherever cores allow.
+        launcher, jobs = "joblib", min(total, usable_cores())
+        extra += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"]
+    elif launcher == "joblib":
         n_jobs = int(cfg.hydra.launcher.get("n_jobs", -1))
         jobs = usable_cores() if n_jobs < 1 else n_jobs
     elif target.endswith("LocalLauncher"):  # submitit_local starts every job at once
         jobs = min(total, usable_cores())
-    extra = []
-    keys = {o.key_or_group for o in parsed}
     if launcher != "basic" and "progress" not in keys:
         extra.append("progress=false")  # parallel step bars would garble one terminal
 
