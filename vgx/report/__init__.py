@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from vgx.errors import VgxError
 from vgx.report.collect import Heatmap, RunMeta, read_meta, read_run_metrics
 from vgx.report.heatmap import heatmap_figure, pick
+from vgx.report.histogram_plots import histogram_figures
 from vgx.report.html import write_html
 from vgx.report.layout import choose_encoding, fixed_settings, label
 from vgx.report.parallel import mapper, render
@@ -96,6 +97,7 @@ def _report(sources: list[tuple[str | None, Path]], out: Path, echo: bool) -> Re
         jobs = _figures(summary, frames, varying, maps)
         pngs = [out / f"{name}.png" for name in jobs]
         paths += map_(render, pngs, [b for b, _ in jobs.values()], [a for _, a in jobs.values()])
+    paths += histogram_figures(out, [m.path for _, m in metas], titles)
     warnings = [
         _warning(row, r.notes)
         for (_, row), r in zip(summary.iterrows(), metrics, strict=True)
