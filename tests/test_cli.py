@@ -83,7 +83,9 @@ def test_invalid_combination_in_a_sweep_is_recorded_and_the_others_go_on(tmp_pat
     assert "1 done" in result.stdout and "1 invalid" in result.stdout
 
 
-@pytest.mark.parametrize("command", ["run", "sweep", "report", "compare", "diagnose", "list"])
+@pytest.mark.parametrize(
+    "command", ["run", "sweep", "report", "compare", "diagnose", "export", "list"]
+)
 def test_every_command_has_help(tmp_path, command):
     result = run_vgx(command, "--help", cwd=tmp_path)
     assert result.returncode == 0 and f"usage: vgx {command}" in result.stdout

@@ -215,6 +215,22 @@ def cmd_diagnose(args: list[str]) -> int:
     return 0
 
 
+def cmd_export(args: list[str]) -> int:
+    """Convert finished runs' Parquet metrics to another tool's format (TensorBoard events)."""
+    from vgx.tensorboard import export_tensorboard
+
+    if "--tensorboard" not in args:
+        raise VgxError("vgx export needs a format; valid: --tensorboard")
+    sweep_dir = _one_directory("export", [a for a in args if a != "--tensorboard"])
+    if not sweep_dir.is_dir():
+        raise VgxError(f"no such directory: {sweep_dir}")
+    written = export_tensorboard(sweep_dir)
+    print(
+        f"wrote TensorBoard events for {len(written)} runs; view: tensorboard --logdir {sweep_dir}"
+    )
+    return 0
+
+
 def _one_directory(command: str, args: list[str]) -> Path:
     dirs = [a for a in args if not a.startswith("-")]
     if len(dirs) != 1:
@@ -267,6 +283,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str, str]] = {
         "tables and plots across sweeps",
     ),
     "diagnose": (cmd_diagnose, "vgx diagnose DIR", "vanishing/exploding layers and remedies"),
+    "export": (cmd_export, "vgx export --tensorboard DIR", "runs' metrics as TensorBoard events"),
     "list": (cmd_list, "vgx list", "valid choices for every key"),
 }
 
@@ -295,6 +312,9 @@ COMMAND_HELP = {
     "at init and at the end, saturated and dead units, and the remedies from the literature "
     "that fit; when the sweep varied a remedy key (act, init, norm, skip, model, clip), the "
     "remedies are ranked by what the sweep measured.",
+    "export": "Writes RUN_DIR/tensorboard/ event files (per-layer scalars and histograms) for "
+    "every run below DIR from its Parquet metrics; needs `pip install vgx[tensorboard]`. Runs with "
+    "logger=tensorboard write them live instead.",
     "list": "Every key that takes a name, with its valid names, and the numeric keys' ranges.",
 }
 
