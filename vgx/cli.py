@@ -105,6 +105,8 @@ def cmd_run(args: list[str]) -> int:
 
     hydra_args, overrides, flags = split_args(args)
     check_overrides(overrides)
+    if not set(hydra_args) & HYDRA_NO_RUN_FLAGS:
+        check_combination(overrides)
     run_dir = value_of(overrides, "hydra.run.dir")
     if run_dir is None:
         run_dir = f"outputs/runs/{datetime.now():%Y-%m-%d_%H-%M-%S}"
@@ -121,6 +123,17 @@ def cmd_run(args: list[str]) -> int:
     if status["status"] == INVALID:
         return EXIT_USAGE
     return EXIT_FAILED if status["status"] == FAILED else 0
+
+
+def check_combination(overrides: list[str]) -> None:
+    """Compose the run's config as Hydra will and check it whole, before anything is written."""
+    from hydra import compose, initialize_config_module
+
+    from vgx.train import check_run
+
+    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+        cfg = compose("config", overrides=[o for o in overrides if not o.startswith("hydra")])
+    check_run(cfg)
 
 
 def cmd_sweep(args: list[str]) -> int:

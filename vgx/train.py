@@ -120,6 +120,18 @@ class Outcome:
         }
 
 
+def check_run(cfg: DictConfig) -> None:
+    """Raise ConfigError for a bad value or combination without training or writing anything.
+
+    The model is built on the meta device: every builder check runs, no memory is allocated.
+    """
+    check_config(cfg)
+    resolve_device(cfg.device)
+    data = fit_data(cfg.model.name, load_dataset(cfg.data, cfg.seq_len))
+    with torch.device("meta"):
+        build_model(cfg, data.n_features, data.n_outputs)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Dataset) -> tuple[float, float]:
     """Loss and accuracy on the held-out set, in eval mode (batch norm uses running statistics)."""
