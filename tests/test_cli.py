@@ -52,6 +52,7 @@ def test_same_seed_gives_bit_identical_metrics_on_cpu(tmp_path):
         (("run", "width=-4"), "width=-4 is out of range"),
         (("run", "steps=0"), "steps=0 is out of range"),
         (("run", "lr=0"), "lr=0 is out of range; valid: > 0"),
+        (("run", "depth=2,3"), "depth=2,3 is a sweep; vgx run takes one value per key"),
         (("sweep", "dept=3"), "unknown key 'dept'"),
         (("report", "no/such/dir"), "no such directory: no/such/dir"),
         (("diagnose", "no/such/dir"), "no such directory: no/such/dir"),

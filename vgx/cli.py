@@ -101,10 +101,13 @@ def call_hydra(args: list[str]) -> None:
 
 def cmd_run(args: list[str]) -> int:
     """One run into outputs/runs/<time>/ (or hydra.run.dir=...)."""
-    from vgx.validate import check_overrides
+    from vgx.validate import check_overrides, parse_overrides
 
     hydra_args, overrides, flags = split_args(args)
     check_overrides(overrides)
+    swept = [o.input_line for o in parse_overrides(overrides) if o.is_sweep_override()]
+    if swept:
+        raise VgxError(f"{swept[0]} is a sweep; vgx run takes one value per key (use vgx sweep)")
     if not set(hydra_args) & HYDRA_NO_RUN_FLAGS:
         check_combination(overrides)
     run_dir = value_of(overrides, "hydra.run.dir")
