@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from functools import partial
 
 from torch import Tensor, nn
 
 from vgx.errors import ConfigError
-from vgx.models.layers import ACTIVATIONS, CNN, NORMS, SKIPS
+from vgx.models.layers import ACTIVATIONS, CNN, NORMS, stack
 
 
 def conv_block(channels_in: int, width: int, kernel: int, act: str, norm: str) -> nn.Sequential:
@@ -45,10 +46,8 @@ class CNNNet(nn.Module):
             )
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ConfigError(f"model.kernel_size={kernel_size} must be an odd number ≥ 1")
-        wrap = SKIPS[skip]
-        blocks = [conv_block(1, width, kernel_size, act, norm)]
-        blocks += [wrap(conv_block(width, width, kernel_size, act, norm)) for _ in range(depth - 1)]
-        self.blocks = nn.Sequential(*blocks)
+        block = partial(conv_block, width=width, kernel=kernel_size, act=act, norm=norm)
+        self.blocks = stack(block, 1, width, depth, skip)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(width, n_outputs)
 

@@ -65,3 +65,11 @@ class Residual(nn.Module):
 SKIPS: Registry[Callable[[nn.Module], nn.Module]] = Registry("skip", "identity path around blocks")
 SKIPS.add("none", lambda block: block)
 SKIPS.add("residual", Residual)
+
+
+def stack(
+    block: Callable[[int], nn.Module], fan_in: int, width: int, depth: int, skip: str
+) -> nn.Sequential:
+    """`depth` blocks: the first maps `fan_in` to `width`, the rest keep it and get the skip."""
+    wrap = SKIPS[skip]
+    return nn.Sequential(block(fan_in), *(wrap(block(width)) for _ in range(depth - 1)))

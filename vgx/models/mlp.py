@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import partial
 
 from torch import Tensor, nn
 
-from vgx.models.layers import ACTIVATIONS, MLP, NORMS, SKIPS
+from vgx.models.layers import ACTIVATIONS, MLP, NORMS, stack
 
 
 def mlp_block(fan_in: int, width: int, act: str, norm: str) -> nn.Sequential:
@@ -34,10 +35,9 @@ class MLPNet(nn.Module):
         skip: str,
     ) -> None:
         super().__init__()
-        wrap = SKIPS[skip]
-        blocks = [mlp_block(n_features, width, act, norm)]
-        blocks += [wrap(mlp_block(width, width, act, norm)) for _ in range(depth - 1)]
-        self.blocks = nn.Sequential(*blocks)
+        self.blocks = stack(
+            partial(mlp_block, width=width, act=act, norm=norm), n_features, width, depth, skip
+        )
         self.head = nn.Linear(width, n_outputs)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -5,10 +5,12 @@ Each layer is its own module so the probe sees every layer (and its hidden state
 
 from __future__ import annotations
 
+from functools import partial
+
 from torch import Tensor, nn
 
 from vgx.errors import ConfigError
-from vgx.models.layers import NORMS, RNN, RNN_ACTIVATIONS, SKIPS
+from vgx.models.layers import NORMS, RNN, RNN_ACTIVATIONS, stack
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -49,10 +51,8 @@ class RecurrentNet(nn.Module):
                 f"act={act} does not apply to model={cell}: its gates are fixed "
                 "(sigmoid gates, tanh cell); valid: tanh, or model=rnn for act=relu"
             )
-        wrap = SKIPS[skip]
-        blocks = [RecurrentBlock(cell, n_features, width, act, norm)]
-        blocks += [wrap(RecurrentBlock(cell, width, width, act, norm)) for _ in range(depth - 1)]
-        self.blocks = nn.Sequential(*blocks)
+        block = partial(RecurrentBlock, cell, width=width, act=act, norm=norm)
+        self.blocks = stack(block, n_features, width, depth, skip)
         self.head = nn.Linear(width, n_outputs)
 
     def forward(self, x: Tensor) -> Tensor:
