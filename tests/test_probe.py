@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from vgx.errors import ConfigError
 from vgx.probe import GradientProbe
 from vgx.store import MetricsWriter, read_metrics
 
@@ -469,6 +470,23 @@ def test_unprobed_step_runs_no_torch_operation_of_the_probe() -> None:
                 step_probe.commit()
         counts.append(counter.calls)
     assert counts[0] == counts[1]
+
+
+def test_close_records_a_step_whose_commit_was_skipped() -> None:
+    model, x = mlp(), torch.randn(4, 6)
+    probe = GradientProbe(model)
+    loss = loss_of(model(x))
+    loss.backward()
+    probe.capture(0, loss)  # the loop stops here, e.g. on divergence: no step(), no commit()
+    probe.close()
+    frames = probe.frames()
+    assert list(frames["steps"].step) == [0]
+    assert (frames["layers"].update_ratio == 0).all()
+
+
+def test_every_must_be_at_least_one() -> None:
+    with pytest.raises(ConfigError):
+        GradientProbe(mlp(), every=0)
 
 
 def test_start_step_arms_a_forward_after_skipped_steps() -> None:

@@ -28,7 +28,7 @@ contract of docs/run-directory.md):
   (1−|y|)² < 0.05; NaN for activations that do not saturate and for raw layer outputs. `dead`:
   fraction of exact zeros, for the ReLU family (ReLU, ReLU6, LeakyReLU, PReLU, RReLU: the leaky ones
   measure ~0, they cannot die); NaN for other activations and for raw layer outputs. A NaN output
-  makes all four NaN (and marks the layer for locate_nonfinite).
+  makes act_mean and act_std NaN, which marks the layer for locate_nonfinite().
 - A module called several times per forward (shared layer, unrolled cell) is aggregated: squared
   norms add up over calls; activation statistics pool all elements of all calls.
 - `hidden_grad_norm` (table `time`, RNN family): per time step t, ‖dL/d(output[:, t])‖₂ over batch
@@ -66,6 +66,7 @@ from vgx.probe_stats import (
     RAW,
     MemorySink,
     Record,
+    Scratch,
     Shape,
     Sink,
     activation_metrics,
@@ -162,6 +163,7 @@ class GradientProbe:
         self._last: _Metrics | None = None  # the latest probed step, for locate_nonfinite()
         self._last_step = -1
         self._buffer: list[Tensor] | None = None  # reused snapshot of the weights (updates)
+        self._scratch = Scratch()  # reused workspace of the activation statistics
         self.start_step(0)
 
     # -- the training loop's calls ------------------------------------------------------------
@@ -205,6 +207,7 @@ class GradientProbe:
             handle.remove()
         self._handles = []
         self._record = None
+        self._buffer, self._scratch = None, Scratch()  # release the workspaces
 
     def __enter__(self) -> GradientProbe:
         return self
@@ -284,14 +287,14 @@ class GradientProbe:
             return
         index, _ = record.pending
         record.pending = None  # claimed: the layer's own output is not needed
-        record.stats.append(statistics(index, output, shape))
+        record.stats.append(statistics(index, output, shape, self._scratch))
 
     def _settle(self, record: Record) -> None:
         """No activation module followed the pending layer: describe its own output."""
         if record.pending is not None:
             index, values = record.pending
             record.pending = None
-            record.stats.append(statistics(index, values, RAW))
+            record.stats.append(statistics(index, values, RAW, self._scratch))
 
     def _grad_reducer(
         self, index: int, out: Tensor | PackedSequence, record: Record
