@@ -28,7 +28,7 @@ test: $(STAMP)  ## all tests
 	$(BIN)/pytest
 
 smoke: $(STAMP)  ## a tiny sweep plus report, seconds
-	$(BIN)/vgx sweep depth=2,3 act=sigmoid,relu steps=5 hydra.sweep.dir=outputs/smoke
+	$(BIN)/vgx sweep depth=2,3 act=sigmoid,relu steps=5 hydra.sweep.dir=outputs/smoke --redo
 
 lint: $(STAMP)  ## ruff check and format check
 	$(BIN)/ruff check .
