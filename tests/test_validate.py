@@ -76,3 +76,8 @@ def test_choices_cover_every_registry_and_the_config_group_files():
 
 def test_composed_default_config_is_valid(make_cfg):
     check_config(make_cfg())
+
+
+def test_registry_membership_of_an_unknown_or_missing_name_is_false():
+    assert "sigmod" not in ACTIVATIONS and None not in ACTIVATIONS
+    assert ACTIVATIONS.get("sigmod") is None

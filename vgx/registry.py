@@ -38,6 +38,12 @@ class Registry(Mapping[str, T], Generic[T]):
         except KeyError:
             raise ConfigError(self.unknown(name)) from None
 
+    def __contains__(self, name: object) -> bool:  # Mapping's default would raise ConfigError
+        return name in self._items
+
+    def get(self, name: str, default: T | None = None) -> T | None:
+        return self._items.get(name, default)
+
     def unknown(self, value: object) -> str:
         """The one-line message for a value that is not a registered name."""
         return f"{self.key}={value} is not a valid choice; valid: {', '.join(self._items)}"
