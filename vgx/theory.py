@@ -190,8 +190,20 @@ def _data_items(flat: Mapping[str, Any]) -> tuple[tuple[str, Any], ...] | None:
     if not flat.get("data"):
         return None
     items = {f.name: getattr(DataConfig, f.name, None) for f in fields(DataConfig)}
-    items.update({k[5:]: v for k, v in flat.items() if k.startswith("data.")}, name=flat["data"])
+    for key, value in flat.items():
+        if key.startswith("data.") and key[5:] in items:
+            items[key[5:]] = _like(items[key[5:]], value)
+    items["name"] = flat["data"]
     return tuple(sorted(items.items()))
+
+
+def _like(default: Any, value: Any) -> Any:
+    """A table value in its field's type: summary.csv columns with gaps turn ints into floats."""
+    if isinstance(value, float) and math.isnan(value):
+        return default
+    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
+        return int(value)
+    return value
 
 
 def _mlp_theory_inputs(
