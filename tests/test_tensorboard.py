@@ -21,7 +21,9 @@ LAYER_METRICS = ("grad_norm", "act_grad_norm", "weight_norm", "update_ratio", "a
 
 
 def events(run: RunDir) -> EventAccumulator:
-    reader = EventAccumulator(str(run.path / "tensorboard"), size_guidance={"scalars": 0})
+    reader = EventAccumulator(
+        str(run.path / "tensorboard"), size_guidance={"scalars": 0, "histograms": 0}
+    )
     return reader.Reload()
 
 
@@ -60,6 +62,23 @@ def test_a_live_run_tags_layers_by_module_name(live_run):
     names = pd.read_csv(live_run.layers_file)["name"]
     assert {f"grad_norm/{n}" for n in names} <= set(tags)
     assert {"loss", "grad_total_norm", "eval/loss", "eval/accuracy"} <= set(tags)
+
+
+def test_a_live_run_with_histograms_writes_each_one_over_its_finite_nonzero_values(
+    make_cfg, tmp_path
+):
+    cfg = make_cfg("steps=3", "depth=2", "width=4", "threads=1", "logger=tensorboard")
+    cfg.probe.hist_every = 2
+    run = RunDir(tmp_path / "run")
+    assert execute(cfg, run.path)[0] == "done"
+    hist = run.read_table("hist")
+    finite = hist[(hist["bin"] >= 1) & (hist["bin"] <= N_FINITE)]
+    names = pd.read_csv(run.layers_file).set_index("layer")["name"]
+    reader = events(run)
+    for (step, layer, quantity), rows in finite.groupby(["step", "layer", "quantity"]):
+        tag = f"hist/{quantity}/{names[layer]}"
+        [event] = [e for e in reader.Histograms(tag) if e.step == step]
+        assert event.histogram_value.num == rows["count"].sum()
 
 
 def test_nan_values_are_left_out(tmp_path):

@@ -36,6 +36,10 @@ contract of docs/run-directory.md):
   a PackedSequence); a cell: its t-th call's output, whose gradient includes later time steps.
 - Per step (table `steps`): `loss`, `grad_total_norm` (all parameters with grads, as
   clip_grad_norm_), `nonfinite` (NaN/Inf gradient elements of those parameters).
+- Histograms (table `hist`, vgx/histograms.py), on probed steps that are multiples of
+  `hist_every` (0: never): per layer, counts of |x| per log-magnitude bin of dL/dW (at capture),
+  dL/d(output) (in the gradient hook) and the activation values (with the statistics), counted on
+  the device beside the norms and moved to the host in the same transfer.
 
 A group switched off (`weights`, `activations`, `updates`, `time`) computes nothing and writes NaN
 columns (`time`: no rows); `nonfinite` is always filled, it comes from the per-step check.
@@ -60,6 +64,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from vgx.errors import ConfigError
+from vgx.histograms import QUANTITIES, hist_rows, layer_counts, log_histogram
 from vgx.probe_stats import (
     LAYER_COLUMNS,
     LAYER_METRICS,
@@ -109,6 +114,11 @@ class _Metrics:
     layers: dict[str, np.ndarray]
     act_nonfinite: np.ndarray
     hidden: dict[int, np.ndarray]
+    hist: np.ndarray | None  # (layer, quantity, bin) counts on histogram steps
+
+
+# quantity index of each histogram in vgx.histograms.QUANTITIES
+_GRAD, _ACT_GRAD, _ACT = (QUANTITIES.index(q) for q in ("grad", "act_grad", "act"))
 
 
 class GradientProbe:
@@ -122,11 +132,15 @@ class GradientProbe:
         activations: bool = True,
         updates: bool = True,
         time: bool = True,
+        hist_every: int = 0,
         sink: Sink | None = None,
     ) -> None:
         if every < 1:
             raise ConfigError(f"probe.every={every}: must be at least 1")
+        if hist_every < 0:
+            raise ConfigError(f"probe.hist_every={hist_every}: must be 0 (off) or more")
         self.every = every
+        self.hist_every = hist_every
         self._on = {
             "weights": weights,
             "activations": activations,
@@ -174,7 +188,8 @@ class GradientProbe:
 
     def start_step(self, step: int) -> None:
         """Arm (or disarm) the hooks for the forward pass of `step`; needed only to skip steps."""
-        self._record = Record([0] * len(self._layers)) if self.is_probed(step) else None
+        hist = self.hist_every > 0 and step % self.hist_every == 0
+        self._record = Record([0] * len(self._layers), hist=hist) if self.is_probed(step) else None
 
     def capture(self, step: int, loss: Tensor | float, loss_scale: float = 1.0) -> None:
         """Read this step's gradients: after backward and unscale_, before clipping and step().
@@ -287,14 +302,20 @@ class GradientProbe:
             return
         index, _ = record.pending
         record.pending = None  # claimed: the layer's own output is not needed
-        record.stats.append(statistics(index, output, shape, self._scratch))
+        self._describe(record, index, output, shape)
 
     def _settle(self, record: Record) -> None:
         """No activation module followed the pending layer: describe its own output."""
         if record.pending is not None:
             index, values = record.pending
             record.pending = None
-            record.stats.append(statistics(index, values, RAW, self._scratch))
+            self._describe(record, index, values, RAW)
+
+    def _describe(self, record: Record, index: int, output: Tensor, shape: Shape) -> None:
+        """A layer's activation statistics, and on histogram steps its activation histogram."""
+        record.stats.append(statistics(index, output, shape, self._scratch))
+        if record.hist:
+            record.hists.append((index, _ACT, log_histogram(output)))
 
     def _grad_reducer(
         self, index: int, out: Tensor | PackedSequence, record: Record
@@ -322,6 +343,13 @@ class GradientProbe:
         """capture() of a probed step: reductions launched on the device, one bool synced."""
         if record is not None:
             self._settle(record)
+            if record.hist:
+                record.hists += [
+                    (i, _GRAD, log_histogram(w.grad))
+                    for i, layer in enumerate(self._layers)
+                    for w in layer.weights
+                    if w.grad is not None
+                ]
         present = [i for i, p in enumerate(self._params) if p.grad is not None]
         grads = [self._params[i].grad for i in present]
         weights = self._weights if self._on["weights"] or self._on["updates"] else []
@@ -412,7 +440,12 @@ class GradientProbe:
             layers=layers,
             act_nonfinite=act_nonfinite,
             hidden=hidden if self._on["time"] else {},
+            hist=self._hist(record, host) if record is not None and record.hist else None,
         )
+
+    def _hist(self, record: Record, host: Mapping[str, np.ndarray]) -> np.ndarray:
+        keys = [(index, quantity) for index, quantity, _ in record.hists]
+        return layer_counts(keys, host.get("hist", np.zeros(0)), len(self._layers))
 
     def _emit(self, step: int, metrics: _Metrics) -> None:
         order = np.array(self._forward_order(), dtype=np.int64)
@@ -436,6 +469,8 @@ class GradientProbe:
                 "hidden_grad_norm": np.concatenate([v for _, v in series]),
             }
             self._sink.append("time", typed("time", time, len(time["t"])))
+        if metrics.hist is not None:
+            self._sink.append("hist", hist_rows(step, metrics.hist[order]))
 
     def _forward_order(self) -> list[int]:
         return self._order if self._order is not None else list(range(len(self._layers)))
@@ -451,3 +486,5 @@ def _on_output_grad(
 ) -> None:
     if grad_outputs[slot] is not None:  # None: no gradient reached this output of the node
         record.grads.append((index, call, reduce(grad_outputs[slot])))
+        if record.hist:
+            record.hists.append((index, _ACT_GRAD, log_histogram(grad_outputs[slot])))

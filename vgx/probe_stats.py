@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils._foreach_utils import _group_tensors_by_device_and_dtype
 
+from vgx import histograms
+
 _F32, _I32, _I64, _F64 = np.float32, np.int32, np.int64, np.float64
 SCHEMAS: dict[str, dict[str, type]] = {
     "layers": {
@@ -30,6 +32,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
     },
     "steps": {"step": _I64, "loss": _F64, "grad_total_norm": _F64, "nonfinite": _I64},
     "time": {"step": _I64, "layer": _I32, "t": _I32, "hidden_grad_norm": _F32},
+    "hist": histograms.SCHEMA,
 }
 LAYER_METRICS = tuple(name for name in SCHEMAS["layers"] if name not in ("step", "layer"))
 
@@ -145,6 +148,8 @@ class Record:
     grads: list[tuple[int, int, Tensor]] = field(default_factory=list)  # (layer, call, norms)
     hooked: set[int] = field(default_factory=set)  # layers whose output joined the graph
     steps: dict[int, int] = field(default_factory=dict)  # time steps of fused recurrent layers
+    hist: bool = False  # whether this step takes histograms
+    hists: list[tuple[int, int, Tensor]] = field(default_factory=list)  # (layer, quantity, counts)
 
 
 def statistics(index: int, output: Tensor, shape: Shape, scratch: Scratch) -> tuple[Any, ...]:
@@ -236,6 +241,8 @@ def stack_record(record: Record) -> dict[str, Tensor]:
         values = [s[column] for s in record.stats if s[column] is not None]
         if values:
             pieces[key] = torch.stack(values)
+    if record.hists:
+        pieces["hist"] = torch.cat([counts for _, _, counts in record.hists])
     return pieces
 
 

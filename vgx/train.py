@@ -174,6 +174,7 @@ def train(cfg: DictConfig, run: RunDir) -> Outcome:
             activations=cfg.probe.activations,
             updates=cfg.probe.updates,
             time=cfg.probe.time,
+            hist_every=cfg.probe.hist_every,
             sink=sink,
         ) as probe,
     ):

@@ -121,6 +121,6 @@ def _panel(ax: Axes, rows: pd.DataFrame, span: tuple[float, float]) -> None:
     ax.set_xticklabels([*labels, *(["inf/nan"] if odd_seen else [])])
     ax.set_xlim(zero_at - gap / 2, odd_at + gap / 2)
     ax.set_ylim(bottom=0)
-    ax.set_xlabel("|value| (log10 bins, 4 per decade)", fontsize=8)
+    ax.set_xlabel("|value| (bins: powers of two)", fontsize=8)
     ax.set_ylabel("fraction of values", fontsize=8)
     ax.tick_params(labelsize=7)
