@@ -85,7 +85,8 @@ def test_the_page_loads_nothing_from_elsewhere(built):
     _, page, _ = built
     assert all(not attrs.get("src") for attrs in page.all("script"))
     assert not page.all("link")
-    assert all(a["href"] in ("summary.csv", "layers.csv") for a in page.all("a"))
+    assert all(a["href"] in ("summary.csv", "layers.csv") or a["href"].startswith("#")
+               for a in page.all("a"))  # fmt: skip
 
 
 def test_a_config_value_holding_markup_is_shown_as_text_not_run(built):
@@ -121,6 +122,13 @@ def test_numeric_cells_carry_their_full_value_for_sorting(built):
     report, page, _ = built
     values = [float(td["data-v"]) for td in page.all("td") if td.get("data-v")]
     assert set(report.summary["steps_done"].dropna()) <= set(values)
+
+
+def test_every_plot_section_is_linked_from_the_top(built):
+    _, page, _ = built
+    targets = {a["href"][1:] for a in page.all("a") if a["href"].startswith("#")}
+    assert targets == {attrs["id"] for attrs in page.all("h2") if attrs.get("id")}
+    assert targets
 
 
 def test_the_page_is_written_beside_the_tables(tmp_path: Path):

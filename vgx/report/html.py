@@ -148,18 +148,20 @@ def _cell(column: str, value: Any, text: bool) -> str:
 
 
 def _plot_sections(plots: Sequence[Path]) -> list[str]:
-    """The plots under headings by what they show, each embedded as a PNG data URI."""
+    """The plots under headings by what they show, each embedded as a PNG data URI, after a line
+    of links to the headings."""
     placed: set[Path] = set()
-    html_parts = []
-    for heading, prefixes in SECTIONS:
+    links, parts = [], []
+    for number, (heading, prefixes) in enumerate(SECTIONS):
         members = [
             p for p in plots if p not in placed and any(p.stem.startswith(x) for x in prefixes)
         ]
         placed.update(members)
         if members:
-            html_parts.append(f"<h2>{_esc(heading)}</h2>")
-            html_parts += [_figure(p) for p in members]
-    return html_parts
+            links.append(f'<a href="#plots-{number}">{_esc(heading)}</a>')
+            parts.append(f'<h2 id="plots-{number}">{_esc(heading)}</h2>')
+            parts += [_figure(p) for p in members]
+    return [f"<nav>Plots: {' · '.join(links)}</nav>", *parts] if links else []
 
 
 def _figure(path: Path) -> str:
