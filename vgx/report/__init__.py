@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from vgx.report.tables import (
     terminal_table,
     varying_keys,
 )
+from vgx.report.theory_overlay import predicted_lines
 from vgx.store import DONE, find_runs
 
 MAX_WARNINGS = 20  # warning lines printed; the rest are in summary.csv (status, message)
@@ -124,10 +126,9 @@ def _figures(
     jobs: dict[str, tuple[Callable[..., Figure], tuple[Any, ...]]] = {}
     for stage in ("init", "final"):
         for metric, name in (("grad_norm", "grad"), ("act_grad_norm", "act_grad")):
-            # Theory-overlay seam: append an Overlay (plots.Overlay; picklable, e.g. a
-            # functools.partial of a module-level function bound to `summary`) to these args
-            # to draw the predicted slope on every gradient-vs-layer panel.
             args = (layers, enc, metric, stage, settings, ids)
+            if (metric, stage) == ("act_grad_norm", "init"):  # what the theory predicts
+                args += (partial(predicted_lines, summary, f"{metric}_{stage}"),)
             jobs[f"{name}_vs_layer_{stage}"] = (layer_profile, args)
     args = (layers, enc, "update_ratio", "mean", settings, ids)
     jobs["update_ratio_vs_layer"] = (layer_profile, args)
