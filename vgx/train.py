@@ -178,7 +178,6 @@ def train(cfg: DictConfig, run: RunDir) -> Outcome:
             sink=sink,
         ) as probe,
     ):
-        atomic_write_text(run.layers_file, probe.layer_table().to_csv(index=False))
         record_eval(sink, 0, *evaluate(model, data))
         bar = tqdm(total=cfg.steps, desc=run.path.name, disable=not cfg.progress, leave=False)
         for step in range(cfg.steps):
@@ -192,12 +191,15 @@ def train(cfg: DictConfig, run: RunDir) -> Outcome:
             else:
                 total = total_grad_norm(model)
             # One host sync per step: a NaN or Inf anywhere reaches the loss or the total norm.
-            if not bool(torch.isfinite(loss) & torch.isfinite(total)):
-                probe.commit()
+            diverged = not bool(torch.isfinite(loss) & torch.isfinite(total))
+            if not diverged:
+                optimizer.step()
+            probe.commit()
+            if step == 0:  # the probe knows the forward order once a step has run
+                atomic_write_text(run.layers_file, probe.layer_table().to_csv(index=False))
+            if diverged:
                 outcome = Outcome(DIVERGED, step, step, probe.locate_nonfinite())
                 break
-            optimizer.step()
-            probe.commit()
             outcome.steps_done = step + 1
             if outcome.steps_done % eval_every == 0 or outcome.steps_done == cfg.steps:
                 record_eval(sink, outcome.steps_done, *evaluate(model, data))
