@@ -54,7 +54,7 @@ class Page(HTMLParser):
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Report, Page, str]:
     root = tmp_path_factory.mktemp("sweep")
     write_run(root, "act=relu", act="relu")
-    write_run(root, "act=evil", act="relu", note=INJECTED)  # a free-form key: shown, escaped
+    write_run(root, "act=evil", act=INJECTED)
     failure = {"message": f"RuntimeError: {INJECTED}"}
     write_run(root, "act=tanh", act="tanh", status="failed", summary=False, status_fields=failure)
     divergence = {"step": 3, "layer": "blocks.2.linear", "message": "non-finite"}
