@@ -142,6 +142,7 @@ def chi1(act: str, sigma_w2: float, sigma_b2: float, q0: float = 1.0) -> float:
     return float(chi(act, sigma_w2, fixed_point(act, sigma_w2, sigma_b2, q0))[0])
 
 
+@lru_cache(maxsize=1024)  # the report asks once per run and again per plotted panel
 def predicted_log10_grad_profile(
     act: str, sigma_w2: float, sigma_b2: float, depth: int, q0: float = 1.0
 ) -> np.ndarray:
@@ -155,7 +156,9 @@ def predicted_log10_grad_profile(
     for layer in range(depth):
         steps[layer] = 0.5 * math.log10(max(float(chi(act, sigma_w2, q)[0]), 1e-300))
         q = float(length_map(act, sigma_w2, sigma_b2, q)[0])
-    return np.append(np.cumsum(steps[::-1])[::-1], 0.0)
+    profile = np.append(np.cumsum(steps[::-1])[::-1], 0.0)
+    profile.flags.writeable = False  # cached: shared by every caller
+    return profile
 
 
 def fit_slope(log10_norms: np.ndarray | list[float]) -> float:
@@ -256,9 +259,14 @@ def theory_summary(
     input) and `predicted_vanishing_ratio_act` (log10 first/last layer, comparable with
     `vanishing_ratio_act_init`); NaN where the theory does not apply."""
     inputs = _mlp_theory_inputs(cfg, q0)
-    if inputs is None:
-        return dict.fromkeys(THEORY_KEYS, math.nan)
-    act, sigma_w2, sigma_b2, _, start = inputs
+    return dict.fromkeys(THEORY_KEYS, math.nan) if inputs is None else dict(_summary(*inputs))
+
+
+@lru_cache(maxsize=1024)  # a sweep's runs share few configs; the report asks for every run
+def _summary(
+    act: str, sigma_w2: float, sigma_b2: float, depth: int, start: float
+) -> dict[str, float]:
+    inputs = (act, sigma_w2, sigma_b2, depth, start)
     q_star = fixed_point(act, sigma_w2, sigma_b2, start * sigma_w2 + sigma_b2)
     profile = predicted_log10_grad_profile(*inputs)
     return {
