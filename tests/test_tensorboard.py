@@ -81,6 +81,15 @@ def test_a_live_run_with_histograms_writes_each_one_over_its_finite_nonzero_valu
         assert event.histogram_value.num == rows["count"].sum()
 
 
+def test_rows_sent_before_layers_csv_exists_are_tagged_by_name_once_it_does(tmp_path):
+    sink = TensorBoardSink(tmp_path)
+    sink.append("layers", {"step": [0], "layer": [0], "grad_norm": [1.0]})
+    RunDir(tmp_path).layers_file.write_text("layer,name\n0,blocks.0.linear\n")
+    sink.append("layers", {"step": [1], "layer": [0], "grad_norm": [2.0]})
+    sink.close()
+    assert scalars(events(RunDir(tmp_path)), "grad_norm/blocks.0.linear") == {0: 1.0, 1: 2.0}
+
+
 def test_nan_values_are_left_out(tmp_path):
     sink = TensorBoardSink(tmp_path)
     nan = np.float32("nan")

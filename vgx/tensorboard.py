@@ -37,7 +37,8 @@ class TensorBoardSink:
     """A sink (see vgx.loggers) writing the probe's tables as TensorBoard scalars and histograms.
 
     Each step's values go out as one event (hundreds of add_scalar calls would cost more than a
-    training step); layer names come from the run's layers.csv, read at the first layer row.
+    training step). Tags name layers as the run's layers.csv does, which the training loop writes
+    after the first step: rows are held back until it exists (or the sink closes).
     """
 
     def __init__(self, run_dir: Path) -> None:
@@ -45,15 +46,27 @@ class TensorBoardSink:
         self.run_dir = Path(run_dir)
         self._writer = SummaryWriter(str(self.run_dir / SUBDIR), flush_secs=FLUSH_SECONDS)
         self._names: dict[int, str] | None = None
+        self._held: list[tuple[str, Mapping[str, Any]]] = []
 
     def append(self, table: str, columns: Mapping[str, Any]) -> None:
-        if table == "hist":
-            self._histograms(columns)
-        elif table in SCALAR_TABLES:
-            self._scalars(SCALAR_TABLES[table], columns)
+        self._held.append((table, columns))
+        if self._names is not None or RunDir(self.run_dir).layers_file.exists():
+            self._release()
 
     def close(self) -> None:
+        self._release()
         self._writer.close()
+
+    def _release(self) -> None:
+        """Write the rows held back, now that the layer names are known (or never will be)."""
+        if self._names is None:
+            self._names = _layer_names(self.run_dir)
+        for table, columns in self._held:
+            if table == "hist":
+                self._histograms(columns)
+            elif table in SCALAR_TABLES:
+                self._scalars(SCALAR_TABLES[table], columns)
+        self._held.clear()
 
     def _scalars(self, prefix: str, columns: Mapping[str, Any]) -> None:
         tags = self._tags(columns)
@@ -104,9 +117,8 @@ class TensorBoardSink:
         """Per row: '/<layer name>' for per-layer rows, else ''."""
         if "layer" not in columns:
             return [""] * len(np.atleast_1d(columns["step"]))
-        if self._names is None:
-            self._names = _layer_names(self.run_dir)
-        return [f"/{self._names.get(i, i)}" for i in np.asarray(columns["layer"]).tolist()]
+        names = self._names or {}
+        return [f"/{names.get(i, i)}" for i in np.asarray(columns["layer"]).tolist()]
 
 
 def export_tensorboard(sweep_dir: Path) -> list[Path]:
