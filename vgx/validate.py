@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Mapping
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -35,6 +36,7 @@ def experiment_names() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
+@cache  # read once: check_value asks for every value of every key
 def choices() -> dict[str, Mapping[str, Any]]:
     """Every key whose value is a name, with its registry: what `vgx list` prints."""
     experiments: Registry[None] = Registry("experiment", "canned sweep of a classic result")
@@ -89,6 +91,7 @@ def _fields(schema: type, prefix: str = "") -> dict[str, type]:
     return {f"{prefix}{f.name}": f.type for f in dataclasses.fields(schema)}
 
 
+@cache
 def known_keys() -> dict[str, Any]:
     """Every settable key with its declared type (as written in the dataclasses)."""
     keys = _fields(VgxConfig)
@@ -118,11 +121,12 @@ def check_value(key: str, value: Any) -> None:
         if not isinstance(value, str) or value not in registry:
             raise ConfigError(registry.unknown(value))
         return
-    declared = str(known_keys()[key]) if key in known_keys() else None
-    if declared is None:
+    keys = known_keys()
+    if key not in keys:
         return
+    declared = str(keys[key])
     if declared not in TYPE_CHECKS:  # a node of several keys, e.g. probe
-        subkeys = ", ".join(k for k in known_keys() if k.startswith(f"{key}."))
+        subkeys = ", ".join(k for k in keys if k.startswith(f"{key}."))
         raise ConfigError(f"'{key}' holds several keys; set one of: {subkeys}")
     valid, kind = TYPE_CHECKS[declared]
     if not valid(value):
