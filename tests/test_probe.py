@@ -38,6 +38,13 @@ def mlp() -> nn.Module:
     return nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
 
 
+def wide_mlp() -> nn.Module:
+    """Large enough for the vectorised CPU kernels (tensors of 16K elements and more)."""
+    return nn.Sequential(
+        nn.Linear(64, 256), nn.Tanh(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 3)
+    )
+
+
 def cnn() -> nn.Module:
     return nn.Sequential(
         nn.Conv2d(1, 4, 3, padding=1),
@@ -149,6 +156,18 @@ def test_grad_total_norm_and_loss_cover_all_parameters() -> None:
     assert steps.loss[0] == pytest.approx(float(loss_of(model(x)).detach()), rel=RTOL)
 
 
+@pytest.mark.parametrize("step", [0, 1])  # every=2: step 1 is not probed
+def test_grad_total_norm_for_the_loop_is_the_norm_of_all_gradients(step: int) -> None:
+    model, x = wide_mlp(), torch.randn(8, 64)
+    probe = GradientProbe(model, every=2)
+    probe.start_step(step)
+    loss = loss_of(model(x)) * 1e-25
+    loss.backward()
+    probe.capture(step, loss)
+    expected = total_norm([p.grad for p in model.parameters()])
+    assert float(probe.grad_total_norm()) == pytest.approx(expected, rel=RTOL, abs=0)
+
+
 def test_update_ratio_equals_copied_weight_change() -> None:
     model, x = mlp(), torch.randn(4, 6)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
@@ -160,6 +179,47 @@ def test_update_ratio_equals_copied_weight_change() -> None:
         change = total_norm([a.detach() - b for a, b in zip(after, before[name], strict=True)])
         assert value == pytest.approx(change / total_norm(before[name]), rel=1e-4), name
         assert recorded(probe, "weight_norm")[name] == pytest.approx(total_norm(before[name]))
+
+
+@pytest.mark.parametrize("scale", [1e-20, 1e-30])
+def test_vanished_gradients_get_their_exact_norm_not_zero(scale: float) -> None:
+    # The squares of 1e-20 are float32 subnormals and those of 1e-30 underflow to 0; tensors
+    # this large take the vectorised float32 kernels (tiny ones happen to be summed exactly).
+    model, x = wide_mlp(), torch.randn(64, 64)
+    outputs = retained_outputs(model, ["0", "2", "4"])
+    probe = GradientProbe(model)
+    loss = loss_of(model(x)) * scale
+    loss.backward()
+    probe.capture(0, loss)
+    probe.commit()
+    for name in ("0", "2", "4"):
+        expected = total_norm([w.grad for w in layer_weights(model, name)])
+        assert 0 < expected < 1e3 * scale
+        assert recorded(probe, "grad_norm")[name] == pytest.approx(expected, rel=RTOL, abs=0), name
+        act_grad = total_norm([o.grad for o in outputs[name]])
+        assert recorded(probe, "act_grad_norm")[name] == pytest.approx(act_grad, rel=RTOL, abs=0), (
+            name
+        )
+
+
+def test_tiny_activations_get_their_exact_spread() -> None:
+    model = nn.Sequential(nn.Linear(64, 256, bias=False), nn.Tanh(), nn.Linear(256, 3))
+    x = torch.randn(64, 64) * 1e-25
+    outputs = retained_outputs(model, ["1"])
+    probe = GradientProbe(model)
+    train_step(model, probe, x)
+    y = outputs["1"][0].detach().double()
+    assert recorded(probe, "act_std")["0"] == pytest.approx(
+        float(y.std(correction=0)), rel=RTOL, abs=0
+    )
+
+
+def test_a_weight_too_small_to_change_has_update_ratio_exactly_zero() -> None:
+    model, x = mlp(), torch.randn(4, 6)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-30)  # far below float32's resolution
+    probe = GradientProbe(model)
+    train_step(model, probe, x, optimizer=optimizer)
+    assert set(recorded(probe, "update_ratio").values()) == {0.0}
 
 
 # -- activation statistics ---------------------------------------------------------------------

@@ -13,8 +13,9 @@ contract of docs/run-directory.md):
 - `grad_norm` = ‖dL/dW‖₂ over the layer's weights; `grad_rms` = grad_norm / √params; `weight_norm`
   = ‖W‖₂ before the optimizer step; `update_ratio` = ‖W_after − W_before‖₂ / ‖W_before‖₂;
   `nonfinite` = NaN/Inf elements of dL/dW. Nothing non-finite is masked: such norms are inf/NaN.
-  All-frozen weights give grad_norm NaN; a trainable weight without `.grad` counts as zero. Norms
-  accumulate in float32 (as clip_grad_norm_): beyond ~1e19 they read inf while `nonfinite` stays 0.
+  All-frozen weights give grad_norm NaN; a trainable weight without `.grad` counts as zero. Every
+  norm accumulates its squares in float64 (probe_stats.square_sum), so no float32 value underflows
+  or overflows on the way: a layer whose gradients are all 1e-30 reads about 1e-30·√n, not 0.
 - `act_grad_norm` = ‖dL/d(output)‖₂, output = the module's forward output (RNN: the output
   sequence; LSTMCell: h), read by a pre-hook that a forward hook puts on the autograd node that
   made the output (not a full backward hook), so in-place ops after the layer and inputs without
@@ -74,18 +75,18 @@ from vgx.probe_stats import (
     Scratch,
     Shape,
     Sink,
+    SquareSums,
     activation_metrics,
     activation_shape,
     fans,
     find_layers,
     output_grad_metrics,
-    packed_step_norms,
+    packed_step_squares,
     stack_record,
     statistics,
-    step_norms,
-    sums_of_squares,
+    step_squares,
     to_host,
-    total_norm,
+    total_square,
     typed,
 )
 
@@ -102,6 +103,7 @@ class _Capture:
     present: list[int]  # indices of the parameters that had a .grad
     nonfinite: np.ndarray  # non-finite gradient elements per parameter
     snapshot: list[Tensor] | None  # the weights before optimizer.step()
+    total: Tensor  # ‖all gradients‖₂, 0-d, on the device
 
 
 @dataclass
@@ -178,6 +180,9 @@ class GradientProbe:
         self._last_step = -1
         self._buffer: list[Tensor] | None = None  # reused snapshot of the weights (updates)
         self._scratch = Scratch()  # reused workspace of the activation statistics
+        self._square_sums = SquareSums()  # of gradients and weights, and of updates:
+        self._update_square_sums = SquareSums()  # each remembers its tensors' magnitudes
+        self._total_square_sums = SquareSums()  # of gradients on unprobed steps
         self.start_step(0)
 
     # -- the training loop's calls ------------------------------------------------------------
@@ -209,6 +214,18 @@ class GradientProbe:
         with torch.no_grad():
             self._capture = self._read(step, record, loss, float(loss_scale))
 
+    def grad_total_norm(self) -> Tensor:
+        """‖all gradients‖₂ of the step just captured, a 0-d float64 tensor (no host sync).
+
+        For a loop's divergence check on every step: a probed step's value is reused, on other
+        steps it is computed now, with the same float64 accumulation (fast on CPU even where
+        gradients have vanished to subnormal squares).
+        """
+        if self._capture is not None:
+            return self._capture.total
+        grads = [p.grad for p in self._params if p.grad is not None]
+        return self._total_square_sums(grads).sum().sqrt()
+
     def commit(self) -> None:
         """After optimizer.step(): measure the update, emit the step's rows, arm the next step."""
         self._flush()
@@ -223,6 +240,8 @@ class GradientProbe:
         self._handles = []
         self._record = None
         self._buffer, self._scratch = None, Scratch()  # release the workspaces
+        self._square_sums, self._update_square_sums = SquareSums(), SquareSums()
+        self._total_square_sums = SquareSums()
 
     def __enter__(self) -> GradientProbe:
         return self
@@ -323,15 +342,15 @@ class GradientProbe:
         """How the output gradient is reduced: to its norm, or to one norm per time step."""
         layer = self._layers[index]
         if not (self._on["time"] and layer.fused_rnn):
-            return total_norm
+            return partial(total_square, self._scratch)
         if isinstance(out, PackedSequence):
             steps = len(out.batch_sizes)
             rows = torch.repeat_interleave(torch.arange(steps), out.batch_sizes)
-            reduce = partial(packed_step_norms, rows.to(out.data.device), steps)
+            reduce = partial(packed_step_squares, rows.to(out.data.device), steps)
         else:
             time_dim = 1 if out.dim() == 3 and layer.module.batch_first else 0
             steps = out.shape[time_dim]
-            reduce = partial(step_norms, [d for d in range(out.dim()) if d != time_dim])
+            reduce = partial(step_squares, [d for d in range(out.dim()) if d != time_dim])
         record.steps[index] = max(record.steps.get(index, 0), steps)
         return reduce
 
@@ -354,7 +373,7 @@ class GradientProbe:
         grads = [self._params[i].grad for i in present]
         weights = self._weights if self._on["weights"] or self._on["updates"] else []
         # Gradients and weights in one call: one fused reduction per device/dtype group.
-        both = sums_of_squares(grads + weights)
+        both = self._square_sums(grads + weights)
         pieces = {"grads": both[: len(grads)], "weights": both[len(grads) :]}
         if isinstance(loss, Tensor):
             pieces["loss"] = loss.detach().reshape(1)
@@ -376,6 +395,7 @@ class GradientProbe:
             present=present,
             nonfinite=nonfinite,
             snapshot=self._snapshot() if self._on["updates"] and self._weights else None,
+            total=pieces["grads"].sum().sqrt(),
         )
 
     def _snapshot(self) -> list[Tensor]:
@@ -399,7 +419,7 @@ class GradientProbe:
         if capture.snapshot is not None:
             with torch.no_grad():
                 torch._foreach_sub_(capture.snapshot, self._weights)  # in place: no second copy
-                pieces["update"] = sums_of_squares(capture.snapshot)
+                pieces["update"] = self._update_square_sums(capture.snapshot)
         self._last = self._metrics(capture, to_host(pieces))
         self._emit(capture.step, self._last)
 

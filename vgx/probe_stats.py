@@ -141,11 +141,11 @@ class Record:
     calls: list[int]  # forward calls per layer so far
     seen: dict[int, None] = field(default_factory=dict)  # layers in first-call order
     pending: tuple[int, Tensor] | None = None  # last layer output, until an activation claims it
-    # per call: (layer, numel, Σy, Σ(y − mean)², saturated count or None, nonzero count or None)
+    # per call: (layer, numel, Σy, Σy² (float64), saturated count or None, nonzero count or None)
     stats: list[tuple[int, int, Tensor, Tensor, Tensor | None, Tensor | None]] = field(
         default_factory=list
     )
-    grads: list[tuple[int, int, Tensor]] = field(default_factory=list)  # (layer, call, norms)
+    grads: list[tuple[int, int, Tensor]] = field(default_factory=list)  # (layer, call, Σx²)
     hooked: set[int] = field(default_factory=set)  # layers whose output joined the graph
     steps: dict[int, int] = field(default_factory=dict)  # time steps of fused recurrent layers
     hist: bool = False  # whether this step takes histograms
@@ -155,14 +155,13 @@ class Record:
 def statistics(index: int, output: Tensor, shape: Shape, scratch: Scratch) -> tuple[Any, ...]:
     """One call's activation statistics as 0-d tensors (no host sync)."""
     y = widen(output.detach()).reshape(-1)  # a view, unless the layout is not contiguous
-    work = scratch.like(y)
-    total = y.sum()
-    # Two passes (sum, then Σ(y − mean)²) rather than var_mean, whose Welford loop is ~10× slower
-    # on CPU; a one-pass sum of squares would lose the variance of collapsed (saturated) units.
-    # alpha folds the division by n into the subtraction; BLAS dot beats vector_norm on CPU.
-    centered = torch.sub(y, total, alpha=1.0 / max(y.numel(), 1), out=work)
-    m2 = torch.vdot(centered, centered)
+    # One pass in float64 (Σy, Σy²; the variance Σy²/n − mean² on the host): float64 keeps the
+    # spread of collapsed units (σ/μ down to ~1e-6) that a float32 sum of squares would lose,
+    # and tiny activations do not underflow.
+    exact = scratch.like(y, torch.float64).copy_(y)
+    total, squares = exact.sum(), torch.vdot(exact, exact)
     # Counts are Σ sign² as a BLAS dot: ~3× faster on CPU than count_nonzero or a boolean sum.
+    work = scratch.like(y)
     saturated = None
     if shape.saturation is not None:
         center, bound = shape.saturation
@@ -173,25 +172,25 @@ def statistics(index: int, output: Tensor, shape: Shape, scratch: Scratch) -> tu
     if shape.dead:
         signs = torch.sign(y, out=work)
         nonzero = torch.vdot(signs, signs)
-    return index, y.numel(), total, m2, saturated, nonzero
+    return index, y.numel(), total, squares, saturated, nonzero
 
 
 class Scratch:
-    """One reusable buffer for the statistics' temporaries, grown to the largest activation.
+    """Reusable flat buffers (one per dtype and device), grown to the largest request.
 
-    With 2 CPU threads, fresh temporaries cost about as much as the statistics themselves
-    (first-touch page faults); the buffer holds no data beyond one call.
+    With 2 CPU threads, fresh temporaries cost about as much as the reductions themselves
+    (first-touch page faults); a buffer holds no data beyond one call.
     """
 
     def __init__(self) -> None:
-        self._buffer: Tensor | None = None
+        self._buffers: dict[tuple[torch.dtype, torch.device], Tensor] = {}
 
-    def like(self, values: Tensor) -> Tensor:
-        """A flat buffer with the size, dtype and device of `values`."""
-        n, buffer = values.numel(), self._buffer
-        fits = buffer is not None and buffer.numel() >= n
-        if not (fits and buffer.dtype == values.dtype and buffer.device == values.device):
-            buffer = self._buffer = torch.empty(n, dtype=values.dtype, device=values.device)
+    def like(self, values: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+        """A flat buffer with the size and device of `values`, and its dtype unless given."""
+        key = (values.dtype if dtype is None else dtype, values.device)
+        n, buffer = values.numel(), self._buffers.get(key)
+        if buffer is None or buffer.numel() < n:
+            buffer = self._buffers[key] = torch.empty(n, dtype=key[0], device=key[1])
         return buffer[:n]
 
 
@@ -200,36 +199,104 @@ def widen(values: Tensor) -> Tensor:
     return values.float() if values.element_size() < 4 else values
 
 
-def total_norm(grad: Tensor) -> Tensor:
-    return torch.linalg.vector_norm(widen(grad)).reshape(1)
+# Σx² is accumulated in float64: the square of a float32 below ~1e-19 is subnormal or zero in
+# float32, so a float32 sum of squares reads 0 for a vanished layer (gradients near 1e-23) and
+# runs 10–70× slower on x86 CPUs for gradients near 1e-20 (microcode assists on subnormals) —
+# exactly where a deep net's early layers sit. In float64 every float32 square is normal.
+_CHUNK = 1 << 17  # float64 elements per pass on CPU: 1 MB of scratch, which stays in L2 cache
+_TRUST = 2.0**-120  # a float32 Σx² ≥ numel · 2^-120 lost less than 2^-30 of itself to underflow
 
 
-def step_norms(dims: list[int], grad: Tensor) -> Tensor:
-    return torch.linalg.vector_norm(widen(grad), dim=dims)
+def square_sum(values: Tensor, scratch: Scratch) -> Tensor:
+    """Σx² of one tensor as a 0-d float64 tensor, exact for every float32 value (no host sync).
+
+    CPU: chunks copied into a float64 scratch, then a BLAS dot (about 3× a float32 dot, never
+    slowed down by subnormals); other devices convert inside the reduction.
+    """
+    flat = values.detach().reshape(-1)
+    if flat.device.type != "cpu":
+        return torch.linalg.vector_norm(flat, dtype=torch.float64).square()
+    parts = []
+    for start in range(0, max(flat.numel(), 1), _CHUNK):
+        piece = flat[start : start + _CHUNK]
+        exact = scratch.like(piece, torch.float64).copy_(piece)
+        parts.append(torch.vdot(exact, exact))
+    return parts[0] if len(parts) == 1 else torch.stack(parts).sum()
 
 
-def packed_step_norms(rows: Tensor, steps: int, grad: Tensor) -> Tensor:
-    """Per time step norms of a PackedSequence's data (`rows` gives each row's time step)."""
-    row_sq = torch.linalg.vector_norm(widen(grad), dim=1).square()
-    sums = torch.zeros(steps, dtype=row_sq.dtype, device=row_sq.device)
-    return sums.index_add_(0, rows, row_sq).sqrt()
+class SquareSums:
+    """Σx² of each tensor of a list that keeps its shapes (gradients, weights, updates), float64.
+
+    CUDA: one fused _foreach_norm per dtype group, accumulating in float64. CPU: a float32 BLAS
+    dot first (3× cheaper than square_sum), kept when no meaningful part of it can have
+    underflowed, or when it is 0 and so is max |x| (an update too small to change a float32
+    weight is exactly 0); the others, and those that needed it last time, take square_sum().
+    Reading the float32 results on the host is no device sync: on CPU they are already there.
+    """
+
+    def __init__(self) -> None:
+        self._exact = np.zeros(0, dtype=bool)  # per position: float32 was not enough last time
+        self._scratch = Scratch()
+
+    def __call__(self, tensors: list[Tensor]) -> Tensor:
+        if not tensors:
+            return torch.zeros(0, dtype=torch.float64)
+        if any(t.device.type != "cpu" for t in tensors):
+            return _foreach_square_sums(tensors)
+        if len(self._exact) != len(tensors):
+            self._exact = np.zeros(len(tensors), dtype=bool)
+        floor = np.array([t.numel() for t in tensors], dtype=np.float64) * _TRUST
+        sums = [
+            square_sum(t, self._scratch) if exact else _float32_square_sum(t)
+            for t, exact in zip(tensors, self._exact, strict=True)
+        ]
+        values = torch.stack(sums).numpy()
+        for i in np.flatnonzero(~self._exact & ~(np.isfinite(values) & (values >= floor))):
+            if not (values[i] == 0 and _all_zero(tensors[i])):
+                sums[i] = square_sum(tensors[i], self._scratch)
+        result = torch.stack(sums).double()
+        values = result.numpy()
+        # hysteresis: a sum near the floor stays on the float64 path
+        self._exact = ~(np.isfinite(values) & ((values >= floor * 16) | (values == 0)))
+        return result
 
 
-def sums_of_squares(tensors: list[Tensor]) -> Tensor:
-    """Σx² of each tensor as one vector, without a host sync (clip_grad_norm_'s pattern)."""
-    if not tensors:
-        return torch.zeros(0)
-    out = torch.empty(len(tensors), device=tensors[0].device)
+def _all_zero(tensor: Tensor) -> bool:
+    low, high = torch.aminmax(tensor.detach())  # 8× faster on CPU than the inf-norm
+    return float(low) == 0.0 == float(high)
+
+
+def _float32_square_sum(tensor: Tensor) -> Tensor:
+    flat = widen(tensor.detach()).reshape(-1)
+    return torch.vdot(flat, flat)
+
+
+def _foreach_square_sums(tensors: list[Tensor]) -> Tensor:
+    """Σx² per tensor on any device, one fused reduction per device and dtype group."""
+    out = torch.empty(len(tensors), dtype=torch.float64, device=tensors[0].device)
     groups = _group_tensors_by_device_and_dtype([tensors], with_indices=True)
-    for (_, dtype), ((group,), indices) in groups.items():
-        # One _foreach_norm per device/dtype group: a fused kernel on GPUs, a C++ loop on CPU.
-        # Half precision accumulates in float32, since a half norm overflows at 65504.
-        acc = torch.float32 if dtype.itemsize < 4 else None
-        norms = torch.stack(torch._foreach_norm(group, 2, dtype=acc))
+    for (group,), indices in groups.values():
+        squares = torch.stack(torch._foreach_norm(group, 2, dtype=torch.float64)).square()
         if len(groups) == 1:  # one device and dtype, the usual case: already in order
-            return norms.square()
-        out[indices] = norms.square().to(out)
+            return squares
+        out[indices] = squares.to(out.device)
     return out
+
+
+def total_square(scratch: Scratch, grad: Tensor) -> Tensor:
+    return square_sum(grad, scratch).reshape(1)
+
+
+def step_squares(dims: list[int], grad: Tensor) -> Tensor:
+    """Σx² per time step (the dimension not in `dims`), float64."""
+    return torch.linalg.vector_norm(grad.double(), dim=dims).square()
+
+
+def packed_step_squares(rows: Tensor, steps: int, grad: Tensor) -> Tensor:
+    """Σx² per time step of a PackedSequence's data (`rows` gives each row's time step)."""
+    row_sq = torch.linalg.vector_norm(grad.double(), dim=1).square()
+    sums = torch.zeros(steps, dtype=row_sq.dtype, device=row_sq.device)
+    return sums.index_add_(0, rows, row_sq)
 
 
 def stack_record(record: Record) -> dict[str, Tensor]:
@@ -237,7 +304,7 @@ def stack_record(record: Record) -> dict[str, Tensor]:
     pieces = {}
     if record.grads:
         pieces["out_grads"] = torch.cat([values for _, _, values in record.grads])
-    for key, column in (("total", 2), ("m2", 3), ("saturated", 4), ("nonzero", 5)):
+    for key, column in (("total", 2), ("squares", 3), ("saturated", 4), ("nonzero", 5)):
         values = [s[column] for s in record.stats if s[column] is not None]
         if values:
             pieces[key] = torch.stack(values)
@@ -266,10 +333,10 @@ def output_grad_metrics(
     squares = np.zeros(n_layers)
     series = {i: np.zeros(n) for i, n in record.steps.items()}
     series.update({i: np.zeros(record.calls[i]) for i in record.hooked & cells})
-    values = host.get("out_grads", np.zeros(0)) / scale
+    values = host.get("out_grads", np.zeros(0)) / scale**2
     start = 0
     for index, call, part in record.grads:
-        chunk = values[start : start + part.numel()] ** 2
+        chunk = values[start : start + part.numel()]
         start += part.numel()
         squares[index] += chunk.sum()
         if index in record.steps:
@@ -292,16 +359,16 @@ def activation_metrics(
     with np.errstate(invalid="ignore", divide="ignore"):  # 0/0: a layer without such calls
         units = per_layer(layer, count)
         mean = per_layer(layer, host["total"]) / units
-        # Chan et al.'s pooled variance: within-call spread plus the spread of the call means.
-        m2 = per_layer(layer, host["m2"] + count * (host["total"] / count - mean[layer]) ** 2)
+        # Pooled over calls; rounding can leave a collapsed layer's variance a hair below 0.
+        variance = np.maximum(per_layer(layer, host["squares"]) / units - mean**2, 0.0)
         saturated = per_layer(layer[sat], host.get("saturated", np.zeros(0)))
         zeros = per_layer(layer[dead], count[dead] - host.get("nonzero", np.zeros(0)))
         return {
             "act_mean": mean,
-            "act_std": np.sqrt(m2 / units),
+            "act_std": np.sqrt(variance),
             "saturated": saturated / per_layer(layer[sat], count[sat]),
             "dead": zeros / per_layer(layer[dead], count[dead]),
-            "act_nonfinite": ~np.isfinite(m2),
+            "act_nonfinite": ~np.isfinite(variance),
         }
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch import Tensor, nn
+from torch import nn
 from tqdm.auto import tqdm
 
 from vgx.data import Dataset, batches, load_dataset
@@ -142,14 +142,6 @@ def evaluate(model: nn.Module, data: Dataset) -> tuple[float, float]:
     return float(loss), float(accuracy)
 
 
-def total_grad_norm(model: nn.Module) -> Tensor:
-    """Global L2 norm of all gradients without a host sync (clip_grad_norm_'s computation)."""
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-
-
 def train(cfg: DictConfig, run: RunDir) -> Outcome:
     """Train for `cfg.steps` steps, probing gradients, and write layers, metrics and summary."""
     device = resolve_device(cfg.device)
@@ -189,7 +181,7 @@ def train(cfg: DictConfig, run: RunDir) -> Outcome:
             if cfg.clip > 0:  # clip after the probe read the raw gradients: explosion stays visible
                 total = nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
             else:
-                total = total_grad_norm(model)
+                total = probe.grad_total_norm()
             # One host sync per step: a NaN or Inf anywhere reaches the loss or the total norm.
             diverged = not bool(torch.isfinite(loss) & torch.isfinite(total))
             if not diverged:
