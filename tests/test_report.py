@@ -133,7 +133,7 @@ def test_layers_csv_mean_and_final_equal_a_recomputation_from_the_parquet_files(
 
 def test_tables_and_plots_are_written_under_the_report_directory(report, sweep):
     names = {p.name for p in report.paths}
-    assert names == {"summary.csv", "layers.csv", *PLOTS}
+    assert names == {"summary.csv", "layers.csv", "index.html", *PLOTS}
     assert all(p.parent == sweep / "report" and p.stat().st_size > 0 for p in report.paths)
 
 

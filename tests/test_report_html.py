@@ -135,3 +135,8 @@ def test_the_page_is_written_beside_the_tables(tmp_path: Path):
     write_run(tmp_path, "act=relu", act="relu")
     build_report(tmp_path, tmp_path / "elsewhere", echo=False)
     assert (tmp_path / "elsewhere" / "index.html").stat().st_size > 0
+
+
+def test_the_page_is_listed_with_the_files_the_report_wrote(built):
+    report, _, _ = built
+    assert report.paths[-1] == report.paths[0].parent / "index.html"

@@ -106,7 +106,7 @@ def _report(sources: list[tuple[str | None, Path]], out: Path, echo: bool) -> Re
         if row["status"] != DONE or r.notes
     ]
     report = Report(summary, frames["layers"], paths, varying, warnings)
-    write_html(report, out, ", ".join(str(root) for _, root in sources))
+    report.paths.append(write_html(report, out, ", ".join(str(root) for _, root in sources)))
     if echo:
         _echo(report, sources)
     return report
