@@ -162,7 +162,10 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--rss-steps", type=int, default=20_000)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:  # vgx sweeps run one thread per parallel job
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         step_times(args, Path(tmp))
         streaming_memory(args, Path(tmp))

@@ -141,10 +141,7 @@ class Record:
     calls: list[int]  # forward calls per layer so far
     seen: dict[int, None] = field(default_factory=dict)  # layers in first-call order
     pending: tuple[int, Tensor] | None = None  # last layer output, until an activation claims it
-    # per call: (layer, numel, Σy, Σy² (float64), saturated count or None, nonzero count or None)
-    stats: list[tuple[int, int, Tensor, Tensor, Tensor | None, Tensor | None]] = field(
-        default_factory=list
-    )
+    stats: list[Stats] = field(default_factory=list)  # per call
     grads: list[tuple[int, int, Tensor]] = field(default_factory=list)  # (layer, call, Σx²)
     hooked: set[int] = field(default_factory=set)  # layers whose output joined the graph
     steps: dict[int, int] = field(default_factory=dict)  # time steps of fused recurrent layers
@@ -152,31 +149,40 @@ class Record:
     hists: list[tuple[int, int, Tensor]] = field(default_factory=list)  # (layer, quantity, counts)
 
 
-def statistics(index: int, output: Tensor, shape: Shape, scratch: Scratch) -> tuple[Any, ...]:
-    """One call's activation statistics as 0-d tensors (no host sync)."""
+def statistics(index: int, output: Tensor, shape: Shape, scratch: Scratch) -> Stats:
+    """One call's activation statistics as one small Gram matrix on the device (no host sync).
+
+    The rows of S are ones, y (in float64) and, for activations that saturate or die, the 0/±1
+    indicator r of saturated or nonzero units; S·Sᵀ holds Σy, Σy² and Σr² (the count): one BLAS
+    call instead of a reduction each (each reduction on CPU costs ~20 µs of thread hand-off).
+    float64 keeps the spread of collapsed units (the variance is Σy²/n − mean² on the host) and
+    tiny activations from underflowing.
+    """
     y = widen(output.detach()).reshape(-1)  # a view, unless the layout is not contiguous
-    # One pass in float64 (Σy, Σy²; the variance Σy²/n − mean² on the host): float64 keeps the
-    # spread of collapsed units (σ/μ down to ~1e-6) that a float32 sum of squares would lose,
-    # and tiny activations do not underflow.
-    exact = scratch.like(y, torch.float64).copy_(y)
-    total, squares = exact.sum(), torch.vdot(exact, exact)
-    # Counts are Σ sign² as a BLAS dot: ~3× faster on CPU than count_nonzero or a boolean sum.
-    work = scratch.like(y)
-    saturated = None
+    extra = "saturated" if shape.saturation is not None else "dead" if shape.dead else None
+    rows = scratch.rows(y, 2 if extra is None else 3)
+    rows[1].copy_(y)
     if shape.saturation is not None:
         center, bound = shape.saturation
-        offset = torch.sub(y, center, out=work).abs_()
-        outside = F.threshold_(offset, bound, 0.0).sign_()  # 1 where |y − c| > bound, else 0
-        saturated = torch.vdot(outside, outside)
-    nonzero = None
-    if shape.dead:
-        signs = torch.sign(y, out=work)
-        nonzero = torch.vdot(signs, signs)
-    return index, y.numel(), total, squares, saturated, nonzero
+        offset = torch.sub(rows[1], center, out=rows[2]).abs_()
+        F.threshold_(offset, bound, 0.0).sign_()  # 1 where |y − c| > bound, else 0
+    elif shape.dead:
+        torch.sign(rows[1], out=rows[2])
+    return Stats(index, y.numel(), torch.mm(rows, rows.T), extra)
+
+
+@dataclass(frozen=True)
+class Stats:
+    """One call's activation statistics: S·Sᵀ of statistics(), and what its third row counts."""
+
+    layer: int
+    numel: int
+    gram: Tensor  # (2, 2) or (3, 3), float64
+    extra: str | None  # "saturated", "dead" or None
 
 
 class Scratch:
-    """Reusable flat buffers (one per dtype and device), grown to the largest request.
+    """Reusable buffers (one per dtype and device), grown to the largest request.
 
     With 2 CPU threads, fresh temporaries cost about as much as the reductions themselves
     (first-touch page faults); a buffer holds no data beyond one call.
@@ -184,6 +190,7 @@ class Scratch:
 
     def __init__(self) -> None:
         self._buffers: dict[tuple[torch.dtype, torch.device], Tensor] = {}
+        self._rows: dict[torch.device, Tensor] = {}
 
     def like(self, values: Tensor, dtype: torch.dtype | None = None) -> Tensor:
         """A flat buffer with the size and device of `values`, and its dtype unless given."""
@@ -192,6 +199,15 @@ class Scratch:
         if buffer is None or buffer.numel() < n:
             buffer = self._buffers[key] = torch.empty(n, dtype=key[0], device=key[1])
         return buffer[:n]
+
+    def rows(self, values: Tensor, k: int) -> Tensor:
+        """A (k, numel) float64 view whose first row is ones (filled once per allocation)."""
+        n, buffer = values.numel(), self._rows.get(values.device)
+        if buffer is None or buffer.shape[1] < n:
+            buffer = torch.empty(3, n, dtype=torch.float64, device=values.device)
+            buffer[0] = 1.0
+            self._rows[values.device] = buffer
+        return buffer[:k, :n]
 
 
 def widen(values: Tensor) -> Tensor:
@@ -304,10 +320,8 @@ def stack_record(record: Record) -> dict[str, Tensor]:
     pieces = {}
     if record.grads:
         pieces["out_grads"] = torch.cat([values for _, _, values in record.grads])
-    for key, column in (("total", 2), ("squares", 3), ("saturated", 4), ("nonzero", 5)):
-        values = [s[column] for s in record.stats if s[column] is not None]
-        if values:
-            pieces[key] = torch.stack(values)
+    if record.stats:
+        pieces["grams"] = torch.cat([s.gram.reshape(-1) for s in record.stats])
     if record.hists:
         pieces["hist"] = torch.cat([counts for _, _, counts in record.hists])
     return pieces
@@ -352,17 +366,25 @@ def activation_metrics(
     record: Record, host: Mapping[str, np.ndarray], n_layers: int
 ) -> dict[str, np.ndarray]:
     """act_mean, act_std, saturated, dead per layer, pooled over calls; plus act_nonfinite."""
-    layer = np.array([s[0] for s in record.stats], dtype=np.int64)
-    count = np.array([s[1] for s in record.stats], dtype=_F64)
-    sat, dead = (np.array([s[c] is not None for s in record.stats], dtype=bool) for c in (4, 5))
+    layer = np.array([s.layer for s in record.stats], dtype=np.int64)
+    count = np.array([s.numel for s in record.stats], dtype=_F64)
+    sat, dead = (np.array([s.extra == e for s in record.stats]) for e in ("saturated", "dead"))
+    sizes = np.array([s.gram.shape[0] for s in record.stats])
+    starts = np.cumsum([0, *(sizes**2)])[:-1]
+    grams = host["grams"]
+    total, squares = grams[starts + 1], grams[starts + sizes + 1]  # S·Sᵀ[0, 1], [1, 1]
+    counts = sat | dead  # a third row: S·Sᵀ[2, 2]
+    counted = grams[(starts + 2 * sizes + 2)[counts]]
     per_layer = partial(np.bincount, minlength=n_layers)
     with np.errstate(invalid="ignore", divide="ignore"):  # 0/0: a layer without such calls
         units = per_layer(layer, count)
-        mean = per_layer(layer, host["total"]) / units
+        mean = per_layer(layer, total) / units
         # Pooled over calls; rounding can leave a collapsed layer's variance a hair below 0.
-        variance = np.maximum(per_layer(layer, host["squares"]) / units - mean**2, 0.0)
-        saturated = per_layer(layer[sat], host.get("saturated", np.zeros(0)))
-        zeros = per_layer(layer[dead], count[dead] - host.get("nonzero", np.zeros(0)))
+        variance = np.maximum(per_layer(layer, squares) / units - mean**2, 0.0)
+        extra = np.zeros(len(layer))
+        extra[counts] = counted  # saturated units, or nonzero ones
+        saturated = per_layer(layer[sat], extra[sat])
+        zeros = per_layer(layer[dead], count[dead] - extra[dead])
         return {
             "act_mean": mean,
             "act_std": np.sqrt(variance),
