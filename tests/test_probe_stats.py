@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from vgx.probe_stats import Scratch, SquareSums, square_sum
+from vgx.probe_stats import Scratch, SquareSums, _foreach_square_sums, square_sum
 
 
 def reference(tensor: torch.Tensor) -> float:
@@ -60,3 +60,10 @@ def test_square_sums_keep_inf_and_nan_and_read_float32_overflow_as_finite() -> N
 
 def test_square_sums_of_no_tensors_is_empty() -> None:
     assert SquareSums()([]).numel() == 0
+
+
+def test_the_fused_path_for_gpus_matches_float64_across_dtype_groups() -> None:
+    # Run on CPU tensors: the same grouping and float64 accumulation as on a GPU.
+    tensors = [*tensors_of_every_magnitude(), torch.randn(9).double(), torch.randn(4).half()]
+    expected = [reference(t) for t in tensors]
+    assert _foreach_square_sums(tensors).tolist() == pytest.approx(expected, rel=1e-6, abs=0)

@@ -149,6 +149,16 @@ class Record:
     hists: list[tuple[int, int, Tensor]] = field(default_factory=list)  # (layer, quantity, counts)
 
 
+@dataclass(frozen=True)
+class Stats:
+    """One call's activation statistics: S·Sᵀ of statistics(), and what its third row counts."""
+
+    layer: int
+    numel: int
+    gram: Tensor  # (2, 2) or (3, 3), float64
+    extra: str | None  # "saturated", "dead" or None
+
+
 def statistics(index: int, output: Tensor, shape: Shape, scratch: Scratch) -> Stats:
     """One call's activation statistics as one small Gram matrix on the device (no host sync).
 
@@ -169,16 +179,6 @@ def statistics(index: int, output: Tensor, shape: Shape, scratch: Scratch) -> St
     elif shape.dead:
         torch.sign(rows[1], out=rows[2])
     return Stats(index, y.numel(), torch.mm(rows, rows.T), extra)
-
-
-@dataclass(frozen=True)
-class Stats:
-    """One call's activation statistics: S·Sᵀ of statistics(), and what its third row counts."""
-
-    layer: int
-    numel: int
-    gram: Tensor  # (2, 2) or (3, 3), float64
-    extra: str | None  # "saturated", "dead" or None
 
 
 class Scratch:
