@@ -153,6 +153,13 @@ def test_export_replaces_earlier_events_instead_of_adding_to_them(tmp_path):
     assert len(events(run).Scalars("loss")) == 6  # each step once
 
 
+def test_a_run_redone_from_step_0_drops_the_events_of_its_earlier_attempt(tmp_path):
+    run = write_run(tmp_path, "act=relu", act="relu")
+    export_tensorboard(tmp_path)
+    run.clear_results()
+    assert list(run.tensorboard_dir.iterdir()) == []
+
+
 def test_export_of_a_run_with_histograms_writes_them(tmp_path):
     run = write_run(tmp_path, "act=relu", act="relu")
     with MetricsWriter(run.metrics_dir) as writer:

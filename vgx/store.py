@@ -22,6 +22,8 @@ import pyarrow.parquet as pq
 
 from vgx.errors import VgxError
 
+EVENT_FILES = "events.out.tfevents.*"  # TensorBoard's event files (vgx/tensorboard.py)
+
 RUNNING, DONE, FAILED, DIVERGED, INVALID, INTERRUPTED = (
     "running",
     "done",
@@ -102,6 +104,10 @@ class RunDir:
     def metrics_dir(self) -> Path:
         return self.path / "metrics"
 
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / "tensorboard"
+
     def exists(self) -> bool:
         return self.status_file.exists()
 
@@ -133,6 +139,8 @@ class RunDir:
         """Remove what an earlier attempt left, before the run is redone from step 0."""
         for chunk in self.metrics_dir.glob("*.parquet"):
             chunk.unlink()
+        for events in self.tensorboard_dir.glob(EVENT_FILES):  # else TensorBoard shows both tries
+            events.unlink()
         for stale in (self.summary_file, self.error_file, self.layers_file):
             stale.unlink(missing_ok=True)
 

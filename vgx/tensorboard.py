@@ -21,16 +21,14 @@ import pandas as pd
 
 from vgx.errors import ConfigError, VgxError
 from vgx.histograms import N_FINITE, bin_edges
-from vgx.store import CORRUPT, RUNNING, RunDir, find_runs
+from vgx.store import CORRUPT, EVENT_FILES, RUNNING, RunDir, find_runs
 
 log = logging.getLogger(__name__)
 
-SUBDIR = "tensorboard"
 FLUSH_SECONDS = 30  # as MetricsWriter: a live sweep shows at most this much less than the Parquet
 # table -> tag prefix of its scalar columns
 SCALAR_TABLES = {"steps": "", "layers": "", "evals": "eval/"}
 KEY_COLUMNS = ("step", "layer")
-EVENT_FILES = "events.out.tfevents.*"
 
 
 class TensorBoardSink:
@@ -44,7 +42,9 @@ class TensorBoardSink:
     def __init__(self, run_dir: Path) -> None:
         self._protos, SummaryWriter = _tensorboard()
         self.run_dir = Path(run_dir)
-        self._writer = SummaryWriter(str(self.run_dir / SUBDIR), flush_secs=FLUSH_SECONDS)
+        self._writer = SummaryWriter(
+            str(RunDir(self.run_dir).tensorboard_dir), flush_secs=FLUSH_SECONDS
+        )
         self._names: dict[int, str] | None = None
         self._held: list[tuple[str, Mapping[str, Any]]] = []
 
@@ -136,13 +136,13 @@ def export_tensorboard(sweep_dir: Path) -> list[Path]:
             continue
         if not any(len(frame) for frame in tables.values()):
             continue
-        for old in (run.path / SUBDIR).glob(EVENT_FILES):
+        for old in run.tensorboard_dir.glob(EVENT_FILES):
             old.unlink()
         with closing(TensorBoardSink(run.path)) as sink:
             for table, frame in tables.items():
                 if len(frame):
                     sink.append(table, {c: frame[c].to_numpy() for c in frame.columns})
-        written += sorted((run.path / SUBDIR).glob(EVENT_FILES))
+        written += sorted(run.tensorboard_dir.glob(EVENT_FILES))
     return written
 
 
