@@ -185,7 +185,7 @@ class Scratch:
     """Reusable buffers (one per dtype and device), grown to the largest request.
 
     With 2 CPU threads, fresh temporaries cost about as much as the reductions themselves
-    (first-touch page faults); a buffer holds no data beyond one call.
+    (first-touch page faults); a buffer holds no data beyond one call (but the ones of rows()).
     """
 
     def __init__(self) -> None:
