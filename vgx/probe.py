@@ -103,7 +103,6 @@ class _Capture:
     present: list[int]  # indices of the parameters that had a .grad
     nonfinite: np.ndarray  # non-finite gradient elements per parameter
     snapshot: list[Tensor] | None  # the weights before optimizer.step()
-    total: Tensor  # ‖all gradients‖₂, 0-d, on the device
 
 
 @dataclass
@@ -222,7 +221,7 @@ class GradientProbe:
         gradients have vanished to subnormal squares).
         """
         if self._capture is not None:
-            return self._capture.total
+            return self._capture.pieces["grads"].sum().sqrt()
         grads = [p.grad for p in self._params if p.grad is not None]
         return self._total_square_sums(grads).sum().sqrt()
 
@@ -395,7 +394,6 @@ class GradientProbe:
             present=present,
             nonfinite=nonfinite,
             snapshot=self._snapshot() if self._on["updates"] and self._weights else None,
-            total=pieces["grads"].sum().sqrt(),
         )
 
     def _snapshot(self) -> list[Tensor]:

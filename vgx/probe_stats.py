@@ -168,10 +168,10 @@ def statistics(index: int, output: Tensor, shape: Shape, scratch: Scratch) -> St
     float64 keeps the spread of collapsed units (the variance is Σy²/n − mean² on the host) and
     tiny activations from underflowing.
     """
-    y = widen(output.detach()).reshape(-1)  # a view, unless the layout is not contiguous
+    y = output.detach().reshape(-1)  # a view, unless the layout is not contiguous
     extra = "saturated" if shape.saturation is not None else "dead" if shape.dead else None
     rows = scratch.rows(y, 2 if extra is None else 3)
-    rows[1].copy_(y)
+    rows[1].copy_(y)  # any dtype, half precision (autocast) included, becomes float64
     if shape.saturation is not None:
         center, bound = shape.saturation
         offset = torch.sub(rows[1], center, out=rows[2]).abs_()
@@ -192,9 +192,9 @@ class Scratch:
         self._buffers: dict[tuple[torch.dtype, torch.device], Tensor] = {}
         self._rows: dict[torch.device, Tensor] = {}
 
-    def like(self, values: Tensor, dtype: torch.dtype | None = None) -> Tensor:
-        """A flat buffer with the size and device of `values`, and its dtype unless given."""
-        key = (values.dtype if dtype is None else dtype, values.device)
+    def like(self, values: Tensor, dtype: torch.dtype) -> Tensor:
+        """A flat `dtype` buffer with the size and device of `values`."""
+        key = (dtype, values.device)
         n, buffer = values.numel(), self._buffers.get(key)
         if buffer is None or buffer.numel() < n:
             buffer = self._buffers[key] = torch.empty(n, dtype=key[0], device=key[1])
@@ -211,7 +211,7 @@ class Scratch:
 
 
 def widen(values: Tensor) -> Tensor:
-    """Half precision (autocast) as float32: its 3 significant digits cannot hold a variance."""
+    """Half precision (autocast) as float32 for a float32 dot (a half Σx² overflows at 65504)."""
     return values.float() if values.element_size() < 4 else values
 
 
