@@ -217,7 +217,7 @@ def widen(values: Tensor) -> Tensor:
 
 # Σx² is accumulated in float64: the square of a float32 below ~1e-19 is subnormal or zero in
 # float32, so a float32 sum of squares reads 0 for a vanished layer (gradients near 1e-23) and
-# runs 10–70× slower on x86 CPUs for gradients near 1e-20 (microcode assists on subnormals) —
+# runs 7–35× slower on x86 CPUs for gradients near 1e-20 (microcode assists on subnormals) —
 # exactly where a deep net's early layers sit. In float64 every float32 square is normal.
 _CHUNK = 1 << 17  # float64 elements per pass on CPU: 1 MB of scratch, which stays in L2 cache
 _TRUST = 2.0**-120  # a float32 Σx² ≥ numel · 2^-120 lost less than 2^-30 of itself to underflow
