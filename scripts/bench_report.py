@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from vgx.store import DONE, MetricsWriter, RunDir, atomic_write_text
+from vgx.status import DONE
+from vgx.store import MetricsWriter, RunDir, atomic_write_text
 
 ACTS = ("sigmoid", "tanh", "relu", "gelu")
 INITS = ("default", "xavier", "kaiming", "orthogonal", "normal")

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from vgx.store import DONE, MetricsWriter, RunDir, atomic_write_text
+from vgx.status import DONE
+from vgx.store import MetricsWriter, RunDir, atomic_write_text
 
 LAYER_COLUMNS = ("grad_norm", "grad_rms", "act_grad_norm", "weight_norm", "update_ratio")
 LAYER_COLUMNS += ("act_mean", "act_std", "saturated", "dead")

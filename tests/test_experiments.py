@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from vgx.experiments import EXPERIMENTS, check_experiment, verdict_for_sweep
-from vgx.plan import plan_sweep
 from vgx.store import RunDir
+from vgx.sweep.plan import plan_sweep
 from vgx.theory import fit_slope, theory_summary
 from vgx.train import execute
 from vgx.validate import check_config, experiment_names

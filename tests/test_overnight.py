@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers import TINY, run_vgx, start_vgx, vgx_env
 from vgx.store import RunDir, find_runs, read_metrics
-from vgx.sweep import read_progress
+from vgx.sweep.progress import read_progress
 
 FAULTY_VGX = str(Path(__file__).with_name("drivers") / "faulty_vgx.py")
 

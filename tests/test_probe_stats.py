@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from vgx.probe_stats import Scratch, SquareSums, _foreach_square_sums, square_sum
+from vgx.probe.stats import Scratch, SquareSums, _foreach_square_sums, square_sum
 
 
 def reference(tensor: torch.Tensor) -> float:

@@ -12,7 +12,8 @@ import pytest
 from tests.conftest_report import tree_digest, write_run
 from vgx.report import Report, build_report
 from vgx.report import parallel as report_parallel
-from vgx.store import RUNNING, RunDir, chunk_files
+from vgx.status import RUNNING
+from vgx.store import RunDir, chunk_files
 from vgx.summary import SUMMARY_KEYS, gradient_summary
 
 EXPECTED_STATUS = {

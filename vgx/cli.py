@@ -24,8 +24,10 @@ from tqdm.auto import tqdm
 from vgx.config import register_configs
 from vgx.errors import VgxError
 from vgx.interrupts import sigterm_interrupts
-from vgx.store import DIVERGED, DONE, FAILED, INTERRUPTED, INVALID, RunDir, atomic_write_text
-from vgx.sweep import SKIPPED, read_progress, record_progress, reset_progress, safe_name
+from vgx.status import DIVERGED, FAILED, INTERRUPTED, INVALID, SKIPPED, TALLY
+from vgx.store import RunDir, atomic_write_text
+from vgx.sweep.names import safe_name
+from vgx.sweep.progress import read_progress, record_progress, reset_progress
 
 CONFIG_MODULE = "vgx.configs"
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
@@ -39,7 +41,6 @@ VGX_FLAGS = {
     "--redo": "rerun every run, also those already finished with the same config",
     "--debug": "show tracebacks instead of one-line errors",
 }
-TALLY = (DONE, FAILED, DIVERGED, INVALID, INTERRUPTED, SKIPPED)
 
 register_configs()
 OmegaConf.register_new_resolver("vgx_subdir", safe_name, replace=True)
@@ -141,7 +142,7 @@ def check_combination(overrides: list[str]) -> None:
 
 def cmd_sweep(args: list[str]) -> int:
     """Hydra multirun over the Cartesian product, then the tally and the report."""
-    from vgx.plan import plan_sweep
+    from vgx.sweep.plan import plan_sweep
 
     hydra_args, overrides, flags = split_args(args)
     plan = plan_sweep(overrides)

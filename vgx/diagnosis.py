@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from vgx.experiments import fmt, sweep_tables
 from vgx.models import ACTIVATIONS, Residual
 from vgx.probe import GradientProbe
-from vgx.probe_stats import RAW, activation_shape
+from vgx.probe.stats import RAW, activation_shape
 from vgx.theory import fit_slope, predicted_slope
 
 VANISH_DECADES = 2.0

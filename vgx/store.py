@@ -21,21 +21,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vgx.errors import VgxError
+from vgx.schema import SCHEMA_VERSION
+from vgx.status import CORRUPT, RUN_STATES
 
 EVENT_FILES = "events.out.tfevents.*"  # TensorBoard's event files (vgx/tensorboard.py)
-
-RUNNING, DONE, FAILED, DIVERGED, INVALID, INTERRUPTED = (
-    "running",
-    "done",
-    "failed",
-    "diverged",
-    "invalid",
-    "interrupted",
-)
-STATUSES = (RUNNING, DONE, FAILED, DIVERGED, INVALID, INTERRUPTED)
-CORRUPT = "corrupt"  # what a reader reports for a status file it cannot parse
-
-METRIC_TABLES = ("layers", "steps", "evals", "time")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -117,14 +106,15 @@ class RunDir:
             record = read_json(self.status_file)
         except VgxError as err:
             return {"status": CORRUPT, "message": str(err)}
-        if record.get("status") not in STATUSES:
+        if record.get("status") not in RUN_STATES:
             return {"status": CORRUPT, "message": f"unknown status {record.get('status')!r}"}
         return record
 
     def write_status(self, status: str, **fields: Any) -> None:
-        if status not in STATUSES:
+        if status not in RUN_STATES:
             raise ValueError(f"unknown status {status!r}")
-        atomic_write_json(self.status_file, {"status": status, "updated": time.time(), **fields})
+        record = {"status": status, "updated": time.time(), "schema_version": SCHEMA_VERSION}
+        atomic_write_json(self.status_file, {**record, **fields})
 
     def read_summary(self) -> dict[str, Any]:
         return read_json(self.summary_file)

@@ -21,7 +21,8 @@ import pandas as pd
 
 from vgx.errors import ConfigError, VgxError
 from vgx.histograms import N_FINITE, bin_edges
-from vgx.store import CORRUPT, EVENT_FILES, RUNNING, RunDir, find_runs
+from vgx.status import CORRUPT, RUNNING
+from vgx.store import EVENT_FILES, RunDir, find_runs
 
 log = logging.getLogger(__name__)
 

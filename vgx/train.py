@@ -32,25 +32,13 @@ from vgx.loggers import open_sink
 from vgx.models import build_model, fit_data
 from vgx.optim import make_optimizer, resolve_device
 from vgx.probe import GradientProbe, Sink
-from vgx.store import (
-    DIVERGED,
-    DONE,
-    FAILED,
-    INTERRUPTED,
-    INVALID,
-    RUNNING,
-    MetricsWriter,
-    RunDir,
-    atomic_write_json,
-    atomic_write_text,
-)
+from vgx.status import DIVERGED, DONE, FAILED, FINAL, INTERRUPTED, INVALID, RUNNING
+from vgx.store import MetricsWriter, RunDir, atomic_write_json, atomic_write_text
 from vgx.summary import gradient_summary
 from vgx.validate import check_config
 
 log = logging.getLogger(__name__)
 
-# Outcomes that a re-run of the same config would only repeat: a resumed sweep skips them.
-FINAL = (DONE, DIVERGED, INVALID)
 # Keys that change how a run executes, not what it computes; they do not enter the config hash.
 EXECUTION_KEYS = ("threads", "progress", "logger")
 

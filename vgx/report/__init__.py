@@ -33,7 +33,8 @@ from vgx.report.tables import (
     varying_keys,
 )
 from vgx.report.theory_overlay import predicted_lines
-from vgx.store import DONE, find_runs
+from vgx.status import DONE
+from vgx.store import find_runs
 
 MAX_WARNINGS = 20  # warning lines printed; the rest are in summary.csv (status, message)
 

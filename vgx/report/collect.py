@@ -20,7 +20,8 @@ import yaml
 
 from vgx.config import flatten
 from vgx.errors import VgxError
-from vgx.store import CORRUPT, RunDir
+from vgx.status import CORRUPT
+from vgx.store import RunDir
 from vgx.summary import gradient_summary
 
 LAYER_METRICS = ("grad_norm", "act_grad_norm", "update_ratio", "saturated", "dead")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from vgx.report.tables import SWEEP, TERMINAL_COLUMNS, TERMINAL_LEGEND
-from vgx.store import DONE
+from vgx.status import DONE
 
 if TYPE_CHECKING:
     from vgx.report import Report

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from vgx.report.collect import SUMMARY_JSON_KEYS, RunMeta, RunMetrics
-from vgx.store import CORRUPT, DIVERGED
+from vgx.status import CORRUPT, DIVERGED
 from vgx.summary import SUMMARY_KEYS
 from vgx.theory import THEORY_KEYS, theory_summary
 

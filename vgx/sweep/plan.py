@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from vgx.environment import usable_cores
 from vgx.errors import ConfigError
-from vgx.sweep import safe_name
+from vgx.sweep.names import safe_name
 from vgx.validate import check_overrides, expand, parse_overrides
 
 SWEEPS_ROOT = Path("outputs/sweeps")

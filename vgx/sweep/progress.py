@@ -1,4 +1,4 @@
-"""Sweep bookkeeping shared by the front end and the jobs: names, progress log, expected size.
+"""The sweep's progress log, shared by the front end and the jobs.
 
 Jobs may run in other processes (joblib) or on other machines (SLURM), so they report progress by
 appending one line per finished run to a log in the sweep directory (O_APPEND writes of one short
@@ -7,25 +7,11 @@ line are atomic); the front end reads it for the progress bar and the final tall
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 from collections import Counter
 from pathlib import Path
 
 PROGRESS_LOG = ".vgx-progress"
-SKIPPED = "skipped"  # a run already finished with the same config
-MAX_NAME = 120
-UNSAFE = re.compile(r"[^A-Za-z0-9=,._+\-\[\]()]")
-
-
-def safe_name(text: str, empty: str = "base") -> str:
-    """A readable, stable file name for a set of overrides (`act=sigmoid,depth=10`)."""
-    name = UNSAFE.sub("_", text) or empty
-    if len(name) > MAX_NAME:  # keep it readable and unique: a prefix plus a digest of the whole
-        digest = hashlib.sha256(text.encode()).hexdigest()[:10]
-        name = f"{name[: MAX_NAME - 11]}-{digest}"
-    return name
 
 
 def record_progress(sweep_dir: Path, run_name: str, status: str) -> None:

@@ -14,7 +14,7 @@ contract of docs/run-directory.md):
   = ‖W‖₂ before the optimizer step; `update_ratio` = ‖W_after − W_before‖₂ / ‖W_before‖₂;
   `nonfinite` = NaN/Inf elements of dL/dW. Nothing non-finite is masked: such norms are inf/NaN.
   All-frozen weights give grad_norm NaN; a trainable weight without `.grad` counts as zero. Every
-  norm accumulates its squares in float64 (probe_stats.square_sum), so no float32 value underflows
+  norm accumulates its squares in float64 (stats.square_sum), so no float32 value underflows
   or overflows on the way: a layer whose gradients are all 1e-30 reads about 1e-30·√n, not 0.
 - `act_grad_norm` = ‖dL/d(output)‖₂, output = the module's forward output (RNN: the output
   sequence; LSTMCell: h), read by a pre-hook that a forward hook puts on the autograd node that
@@ -22,7 +22,7 @@ contract of docs/run-directory.md):
   requires_grad are fine. 0 when the output got no gradient, NaN when it was not part of a graph.
   With a scaled loss (AMP) pass `loss_scale` to capture().
 - `act_mean`, `act_std` (population std), `saturated`, `dead`: over all elements of the output of
-  the first activation module (probe_stats.ACTIVATIONS: Sigmoid, Tanh, ReLU, ...) that runs after
+  the first activation module (stats.ACTIVATIONS: Sigmoid, Tanh, ReLU, ...) that runs after
   the layer and before the next layer; else of the layer's own output as it stands when the next
   layer runs (functional activations, RNN hidden states). `saturated`: fraction of units whose
   derivative is below 5% of its maximum: sigmoid y(1−y) < 0.0125, tanh 1−y² < 0.05, softsign
@@ -66,7 +66,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from vgx.errors import ConfigError
 from vgx.histograms import QUANTITIES, hist_rows, layer_counts, log_histogram
-from vgx.probe_stats import (
+from vgx.probe.stats import (
     LAYER_COLUMNS,
     LAYER_METRICS,
     RAW,

@@ -1,0 +1,1 @@
+"""vgx in other tools' training loops (Lightning)."""

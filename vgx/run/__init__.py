@@ -1,0 +1,1 @@
+"""One run's machinery beyond the training loop: its lock (and, this turn, checkpoints, verify)."""
