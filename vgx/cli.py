@@ -11,8 +11,10 @@ import sys
 import textwrap
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from hydra.core.global_hydra import GlobalHydra
@@ -21,6 +23,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+if TYPE_CHECKING:
+    from vgx.sweep.plan import SweepPlan
+
+from hydra.core.plugins import Plugins
+
+from hydra_plugins.vgx_launchers.vgx_local import VgxLocalLauncher
 from vgx.config import register_configs
 from vgx.errors import VgxError
 from vgx.interrupts import sigterm_interrupts
@@ -43,6 +51,7 @@ VGX_FLAGS = {
 }
 
 register_configs()
+Plugins.instance().register(VgxLocalLauncher)  # Hydra's plugin scan misses editable installs
 OmegaConf.register_new_resolver("vgx_subdir", safe_name, replace=True)
 
 
@@ -161,13 +170,24 @@ def cmd_sweep(args: list[str]) -> int:
         os.environ["VGX_REDO"] = "1"
     reset_progress(sweep_dir)
     print(f"sweep: {plan.total} runs into {sweep_dir} ({plan.launcher} launcher)", file=sys.stderr)
-    with SweepProgress(sweep_dir, plan.total):
+    with local_pool(plan), SweepProgress(sweep_dir, plan.total):
         call_hydra(hydra_args)
     counts = read_progress(sweep_dir)
     print(f"sweep {sweep_dir}: " + ", ".join(f"{counts[s]} {s}" for s in TALLY))
     if "--no-report" not in flags:
         write_report(sweep_dir)
     return EXIT_FAILED if counts[FAILED] else 0
+
+
+def local_pool(plan: SweepPlan) -> AbstractContextManager[object]:
+    """vgx_local's workers, started before the progress bar's threads so that they are forked
+    with the imports the front end already holds (a fresh interpreter per worker costs seconds)."""
+    from vgx.launch.local import PRELOAD
+    from vgx.launch.pool import prestarted
+
+    return (
+        prestarted(plan.parallel_jobs, PRELOAD) if plan.launcher == "vgx_local" else nullcontext()
+    )
 
 
 def write_report(sweep_dir: Path) -> None:
