@@ -48,6 +48,8 @@ VGX_FLAGS = {
     "--no-report": "sweep: do not write the report when the sweep ends",
     "--redo": "rerun every run, also those already finished with the same config",
     "--debug": "show tracebacks instead of one-line errors",
+    "--allow-unsafe-overrides": "accept overrides that run code (_target_, hydra.callbacks) or "
+    "write outside the sweep directory (see README, Security)",
 }
 
 register_configs()
@@ -98,6 +100,13 @@ def value_of(overrides: list[str], key: str) -> str | None:
     return found[-1].strip("'\"") if found else None
 
 
+def check_safety(overrides: list[str], flags: set[str]) -> None:
+    from vgx.safety import ALLOW_FLAG, check_safe
+
+    if ALLOW_FLAG not in flags:
+        check_safe(overrides)
+
+
 def call_hydra(args: list[str]) -> None:
     """Run Hydra's main with `args` as its command line."""
     saved = sys.argv
@@ -114,6 +123,7 @@ def cmd_run(args: list[str]) -> int:
     from vgx.validate import check_overrides, parse_overrides
 
     hydra_args, overrides, flags = split_args(args)
+    check_safety(overrides, flags)
     check_overrides(overrides)
     swept = [o.input_line for o in parse_overrides(overrides) if o.is_sweep_override()]
     if swept:
@@ -154,6 +164,7 @@ def cmd_sweep(args: list[str]) -> int:
     from vgx.sweep.plan import plan_sweep
 
     hydra_args, overrides, flags = split_args(args)
+    check_safety(overrides, flags)
     plan = plan_sweep(overrides)
     if set(hydra_args) & HYDRA_NO_RUN_FLAGS:
         call_hydra(hydra_args)
