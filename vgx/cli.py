@@ -12,7 +12,6 @@ import textwrap
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,10 +33,11 @@ from vgx.errors import VgxError
 from vgx.interrupts import sigterm_interrupts
 from vgx.status import DIVERGED, FAILED, INTERRUPTED, INVALID, SKIPPED, TALLY
 from vgx.store import RunDir, atomic_write_text
-from vgx.sweep.names import safe_name
+from vgx.sweep.names import identity_name, safe_name
 from vgx.sweep.progress import read_progress, record_progress, reset_progress
 
 CONFIG_MODULE = "vgx.configs"
+RUNS_ROOT = Path("outputs/runs")
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 # Hydra flags that print or complete instead of running: never add --multirun to them.
 HYDRA_NO_RUN_FLAGS = {"--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help"}
@@ -119,30 +119,38 @@ def call_hydra(args: list[str]) -> None:
 
 
 def cmd_run(args: list[str]) -> int:
-    """One run into outputs/runs/<time>/ (or hydra.run.dir=...)."""
+    """One run into outputs/runs/<its overrides>/ (or hydra.run.dir=...); again: resume."""
     from vgx.validate import check_overrides, parse_overrides
 
     hydra_args, overrides, flags = split_args(args)
     check_safety(overrides, flags)
     check_overrides(overrides)
-    swept = [o.input_line for o in parse_overrides(overrides) if o.is_sweep_override()]
+    parsed = parse_overrides(overrides)
+    swept = [o.input_line for o in parsed if o.is_sweep_override()]
     if swept:
         raise VgxError(f"{swept[0]} is a sweep; vgx run takes one value per key (use vgx sweep)")
     if not set(hydra_args) & HYDRA_NO_RUN_FLAGS:
         check_combination(overrides)
     run_dir = value_of(overrides, "hydra.run.dir")
-    if run_dir is None:
-        run_dir = f"outputs/runs/{datetime.now():%Y-%m-%d_%H-%M-%S}"
-        hydra_args.insert(0, f"hydra.run.dir={run_dir}")  # before flags: Hydra's argparse
+    if run_dir is None:  # named by its overrides, so that the same command finds it again
+        run_dir = str(RUNS_ROOT / identity_name(parsed, sep=","))
+        hydra_args.insert(0, f"hydra.run.dir='{run_dir}'")  # before flags: Hydra's argparse
     if "--redo" in flags:
         os.environ["VGX_REDO"] = "1"
-    call_hydra(hydra_args)
     run = RunDir(Path(run_dir))
+    before = run.read_status() if run.exists() else None
+    call_hydra(hydra_args)
     if not run.exists() or set(hydra_args) & HYDRA_NO_RUN_FLAGS:
         return 0  # --cfg, --info and friends print and do not run
     status = run.read_status()
-    message = f" — {status['message']}" if status.get("message") else ""
-    print(f"{status['status']}: {run.path}{message}")
+    if status == before:
+        print(
+            f"{SKIPPED}: {run.path} is already {status['status']} with this config "
+            "(--redo runs it again)"
+        )
+    else:
+        message = f" — {status['message']}" if status.get("message") else ""
+        print(f"{status['status']}: {run.path}{message}")
     if status["status"] == INVALID:
         return EXIT_USAGE
     return EXIT_FAILED if status["status"] == FAILED else 0

@@ -15,7 +15,7 @@ from importlib import resources
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Glob, Override
+from hydra.core.override_parser.types import Glob, Override, QuotedString
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
@@ -156,8 +156,8 @@ def expand(override: Override) -> list[Any]:
     value = override.value()
     if isinstance(value, Glob):
         return list(value.filter(list(choices().get(override.key_or_group, {}))))
-    if override.is_sweep_override():
-        return list(override.sweep_iterator())
+    if override.is_sweep_override():  # a quoted element is its text: act="relu",tanh
+        return [v.text if isinstance(v, QuotedString) else v for v in override.sweep_iterator()]
     return [value]
 
 

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from vgx.environment import usable_cores
 from vgx.errors import ConfigError
-from vgx.sweep.names import safe_name
+from vgx.sweep.names import identity_name
 from vgx.validate import check_overrides, expand, parse_overrides
 
 SWEEPS_ROOT = Path("outputs/sweeps")
@@ -84,6 +84,5 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
     if launcher != "basic" and "progress" not in keys:
         extra.append("progress=false")  # parallel step bars would garble one terminal
 
-    named = [o.input_line for o in parsed if not o.key_or_group.startswith("hydra")]
-    default_dir = SWEEPS_ROOT / safe_name("_".join(sorted(named)), empty="default")
+    default_dir = SWEEPS_ROOT / identity_name(parsed, sep="_")
     return SweepPlan(total, default_dir, launcher, jobs, extra)
