@@ -23,14 +23,24 @@ def alive(pid: int) -> bool:
     return stat is not None and stat[0] not in ("Z", "X")
 
 
-def descendants(pid: int) -> set[int]:
-    """Every live process below `pid`: its children, their children, and so on."""
+def _parents() -> dict[int, int]:
+    """Every live process with its parent's pid."""
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             stat = _stat(int(entry.name))
             if stat is not None and stat[0] not in ("Z", "X"):
                 parents[int(entry.name)] = stat[1]
+    return parents
+
+
+def children(pid: int) -> set[int]:
+    return {child for child, parent in _parents().items() if parent == pid}
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid`: its children, their children, and so on."""
+    parents = _parents()
     found, frontier = set(), {pid}
     while frontier:
         frontier = {child for child, parent in parents.items() if parent in frontier}

@@ -11,10 +11,29 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import start_vgx
-from tests.processes import alive, descendants, wait_for
+from tests.processes import alive, children, descendants, wait_for
 from vgx.store import find_runs
 
 LONG_RUNS = ("width=8", "threads=1", "progress=false", "hydra.sweep.dir=s", "--no-report")
+
+
+@pytest.fixture
+def leftovers():
+    """Pids to kill after the test whatever happened: a failed test must not leave a sweep
+    training steps=1000000 on a shared box (old launchers orphaned exactly such workers)."""
+    pids: set[int] = set()
+    yield pids
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def start_sweep(tmp_path: Path, leftovers: set[int], *args: str):
+    front = start_vgx("sweep", *args, *LONG_RUNS, cwd=tmp_path)
+    leftovers.add(front.pid)
+    wait_for(lambda: running(tmp_path / "s") == 2)
+    leftovers.update(descendants(front.pid))
+    return front
 
 
 def statuses(sweep: Path) -> list[str]:
@@ -25,9 +44,8 @@ def running(sweep: Path) -> int:
     return statuses(sweep).count("running")
 
 
-def test_sigkill_of_the_front_end_leaves_no_worker_alive(tmp_path):
-    front = start_vgx("sweep", "seed=0,1,2,3", "steps=1000000", *LONG_RUNS, cwd=tmp_path)
-    wait_for(lambda: running(tmp_path / "s") == 2)
+def test_sigkill_of_the_front_end_leaves_no_worker_alive(tmp_path, leftovers):
+    front = start_sweep(tmp_path, leftovers, "seed=0,1,2,3", "steps=1000000")
     workers = descendants(front.pid)
     assert workers
     front.kill()
@@ -38,10 +56,11 @@ def test_sigkill_of_the_front_end_leaves_no_worker_alive(tmp_path):
     assert not [pid for pid in workers if alive(pid)]
 
 
-def test_sigkill_of_one_worker_fails_its_run_only_and_the_sweep_tallies_and_exits_1(tmp_path):
-    front = start_vgx("sweep", "seed=0,1,2,3", "steps=3000", *LONG_RUNS, cwd=tmp_path)
-    wait_for(lambda: running(tmp_path / "s") == 2)
-    os.kill(min(descendants(front.pid)), signal.SIGKILL)
+def test_sigkill_of_one_worker_fails_its_run_only_and_the_sweep_tallies_and_exits_1(
+    tmp_path, leftovers
+):
+    front = start_sweep(tmp_path, leftovers, "seed=0,1,2,3", "steps=3000")
+    os.kill(min(children(front.pid)), signal.SIGKILL)  # a worker, not a git it started
     stdout, stderr = front.communicate(timeout=600)
     assert front.returncode == 1, stderr[-2000:]
     assert "3 done, 1 failed" in stdout
@@ -57,10 +76,9 @@ def test_sigkill_of_one_worker_fails_its_run_only_and_the_sweep_tallies_and_exit
     ids=["SIGTERM", "SIGHUP", "SIGINT-to-the-terminal-group"],
 )
 def test_a_stop_signal_ends_every_run_in_flight_interrupted_and_exits_130(
-    tmp_path, signum, to_group
+    tmp_path, leftovers, signum, to_group
 ):
-    front = start_vgx("sweep", "seed=0,1,2", "steps=1000000", *LONG_RUNS, cwd=tmp_path)
-    wait_for(lambda: running(tmp_path / "s") == 2)
+    front = start_sweep(tmp_path, leftovers, "seed=0,1,2", "steps=1000000")
     workers = descendants(front.pid)
     if to_group:  # Ctrl-C: the terminal signals the whole foreground process group
         os.killpg(front.pid, signum)
