@@ -11,9 +11,13 @@ sweeper re-raises a failed one and would end the sweep, and vgx keeps every outc
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import pickle
+import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +30,23 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vgx.environment import usable_cores
-from vgx.launch.pool import Job, claim, function_ref, pool_for, resolve
+from vgx.launch.pool import (
+    Job,
+    Outcome,
+    WorkerStart,
+    claim,
+    function_ref,
+    pool_for,
+    record_time,
+    resolve,
+)
 from vgx.status import FAILED
 
 log = logging.getLogger(__name__)
 
 # What a worker imports once, before its first job: torch and the training loop (seconds each).
 PRELOAD = ("vgx.train",)
+TIMINGS_ENV = "VGX_LAUNCH_TIMINGS"
 
 
 class VgxLocalLauncher(Launcher):
@@ -75,6 +89,7 @@ class VgxLocalLauncher(Launcher):
         ]
         with pool_for(self.workers, PRELOAD) as pool:
             outcomes = pool.run(jobs)
+            record_timings(pool.starts, outcomes)
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         returns = []
         for outcome in outcomes:
@@ -85,6 +100,17 @@ class VgxLocalLauncher(Launcher):
             else:
                 returns.append(outcome.value)
         return returns
+
+
+def record_timings(starts: list[WorkerStart], outcomes: list[Outcome]) -> None:
+    """Where the time went, appended as one JSON line to $VGX_LAUNCH_TIMINGS when it is set
+    (scripts/bench_sweep.py reads it)."""
+    path = os.environ.get(TIMINGS_ENV)
+    if not path:
+        return
+    record = {"workers": [asdict(s) for s in starts], "jobs": [o.timings for o in outcomes]}
+    with open(path, "a", encoding="utf-8") as log_file:
+        log_file.write(json.dumps(record) + "\n")
 
 
 def adopt_singletons(instances: dict[type, Any]) -> None:
@@ -101,6 +127,7 @@ def run_hydra_job(idx: int, overrides: list[str], shared: bytes) -> JobReturn:
     task_function = resolve(task_ref)  # imports the task's module (and its resolvers) first
     setup_globals()
     adopt_singletons(instances)
+    started = time.perf_counter()
     sweep_config = hydra_context.config_loader.load_sweep_config(config, overrides)
     with open_dict(sweep_config):
         sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{idx}"
@@ -108,6 +135,7 @@ def run_hydra_job(idx: int, overrides: list[str], shared: bytes) -> JobReturn:
     HydraConfig.instance().set_config(sweep_config)
     sweep_dir = Path(str(OmegaConf.select(sweep_config, "hydra.sweep.dir")))
     claim(sweep_dir / str(OmegaConf.select(sweep_config, "hydra.sweep.subdir")), sweep_dir)
+    record_time("compose_s", time.perf_counter() - started)
     return run_job(
         hydra_context=hydra_context,
         task_function=task_function,

@@ -111,6 +111,12 @@ def resolve(ref: str) -> Callable[..., Any]:
 
 _conn: Connection | None = None
 _job_index: int | None = None
+_timings: dict[str, float] = {}
+
+
+def record_time(name: str, seconds: float) -> None:
+    """Add a timing to the current job's Outcome.timings (where a run's overhead goes)."""
+    _timings[name] = seconds
 
 
 def claim(run_dir: Path, sweep_dir: Path | None = None) -> None:
@@ -153,16 +159,17 @@ def _worker_main(conn: Connection, parent_pid: int, preload: Sequence[str], bega
         if message[0] == "stop":
             return
         _, _job_index, job = message
+        _timings.clear()
         began_job = time.perf_counter()
         try:
             value, error = resolve(job.function)(*job.args), None
         except Exception as err:  # the job's own failure goes back to the caller
             value, error = None, err
-        seconds = time.perf_counter() - began_job
+        timings = {**_timings, "job_s": time.perf_counter() - began_job}
         try:
-            conn.send(("done", _job_index, value, error, seconds))
+            conn.send(("done", _job_index, value, error, timings))
         except Exception as err:  # an unpicklable value or exception: say what it was
-            conn.send(("done", _job_index, None, RuntimeError(repr(err)), seconds))
+            conn.send(("done", _job_index, None, RuntimeError(repr(err)), timings))
         _job_index = None
 
 
@@ -223,8 +230,11 @@ def death_reason(exitcode: int | None) -> str:
 class WorkerPool:
     """`workers` processes that run Jobs: start() it, run() one pack or more, close() it."""
 
-    def __init__(self, workers: int, preload: Sequence[str] = ()) -> None:
+    def __init__(
+        self, workers: int, preload: Sequence[str] = (), method: str | None = None
+    ) -> None:
         self.size = max(1, workers)
+        self.method = method  # None: start_method() decides for each worker
         self.preload = tuple(preload)
         self.starts: list[WorkerStart] = []
         self._workers: list[_Worker] = []
@@ -246,7 +256,7 @@ class WorkerPool:
         return self
 
     def _spawn(self) -> None:
-        method = start_method()
+        method = self.method or start_method()
         context = multiprocessing.get_context(method)
         ours, theirs = context.Pipe()
         process = context.Process(
@@ -308,9 +318,9 @@ class WorkerPool:
         elif kind == "claim":
             self._claims[message[1]] = message[2]
         elif kind == "done":
-            _, index, value, error, seconds = message
+            _, index, value, error, timings = message
             claim = self._claims.pop(index, None)
-            self._outcomes[index] = Outcome(value, error, claim=claim, timings={"job_s": seconds})
+            self._outcomes[index] = Outcome(value, error, claim=claim, timings=timings)
             worker.job = None
         elif kind == "interrupted" and message[1] is not None:  # a signal to this worker only
             claim = self._claims.pop(message[1], None)
