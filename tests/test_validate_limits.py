@@ -74,6 +74,8 @@ def test_the_same_run_passes_when_the_memory_is_there(make_cfg, monkeypatch):
         ("model=rnn", "act=tanh", "depth=2", "width=8", "data=adding", "seq_len=7"),
         ("model=lstm", "act=tanh", "depth=3", "width=8", "data=copy", "norm=layer"),
         ("model=gru", "act=tanh", "depth=2", "width=8"),
+        ("model=transformer", "act=gelu", "depth=2", "width=16", "data=copy"),
+        ("model=transformer", "depth=3", "width=8", "heads=2", "norm_position=post"),
     ],
 )
 def test_the_parameter_count_is_the_built_models(make_cfg, overrides):

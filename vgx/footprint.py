@@ -14,6 +14,9 @@ from typing import Any
 
 import torch
 
+from vgx.data import SEQUENCE
+from vgx.models import MODELS
+
 FLOAT = 4  # bytes: models and data are float32
 # Bytes per parameter: the weight, its gradient, the optimizer's state (Adam keeps two) and the
 # probe's copy of the previous weight (update ratios).
@@ -67,6 +70,14 @@ def _recurrent_params(cfg: Any, shape: DataShape) -> int:
     return layers + cfg.depth * _norm_params(cfg.norm, width)
 
 
+def _transformer_params(cfg: Any, shape: DataShape) -> int:
+    w = cfg.width
+    # attention (4 w x w linears), the feed-forward (w -> 4w -> w), two LayerNorms per block
+    block = 4 * (w * w + w) + (4 * w * w + 4 * w) + (4 * w * w + w) + 2 * 2 * w
+    final_norm = 2 * w if cfg.norm_position == "pre" else 0
+    return shape.features * w + w + cfg.depth * block + final_norm
+
+
 def _as_sequence(shape: DataShape) -> DataShape:
     """Image rows as time steps, as vgx.data.Dataset.as_sequence reads a vector set."""
     if shape.steps > 1:
@@ -83,6 +94,11 @@ MODEL_SIZES: dict[str, tuple[Callable[[Any, DataShape], int], Callable[[Any, Dat
         cell: (_recurrent_params, lambda cfg, s: (GATES[cfg.model.name] + 2) * cfg.width * s.steps)
         for cell in GATES
     },
+    # q, k, v, attention output, feed-forward (4w twice), norms; and each head's T x T weights
+    "transformer": (
+        _transformer_params,
+        lambda cfg, s: s.steps * (16 * cfg.width + cfg.heads * s.steps),
+    ),
 }
 
 
@@ -105,7 +121,7 @@ def footprint(cfg: Any) -> Footprint | None:
     if sizes is None or data is None:
         return None
     shape = data(cfg.data, cfg.seq_len)
-    if cfg.model.name in GATES:
+    if MODELS[cfg.model.name].data_kind == SEQUENCE:
         shape = _as_sequence(shape)
     count, per_layer = sizes
     head = cfg.width * shape.outputs + shape.outputs
