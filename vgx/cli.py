@@ -354,9 +354,12 @@ def usage() -> str:
 
 COMMAND_HELP = {
     "run": "Keys as typed: depth=10 act=sigmoid init=he_normal (see `vgx list`). Hydra flags pass "
-    "through: --cfg job prints the composed config, hydra.run.dir=DIR sets the run directory.",
+    "through: --cfg job prints the composed config, hydra.run.dir=DIR sets the run directory "
+    "(default: outputs/runs/<the run's overrides>). Running the same command again resumes: a "
+    "run already done with the same config is skipped, an interrupted or failed one is redone.",
     "sweep": "Hydra sweep syntax: act=sigmoid,relu depth=range(2,10,2); +experiment=NAME runs a "
-    "canned sweep; hydra/launcher=joblib runs jobs in parallel; hydra.sweep.dir=DIR picks the "
+    "canned sweep; jobs run in parallel on vgx's own pool (hydra.launcher.workers=N; "
+    "hydra/launcher=basic runs them one by one); hydra.sweep.dir=DIR picks the "
     "directory (default: outputs/sweeps/<the sweep's overrides>). Running the same command again "
     "resumes: runs already done with the same config are skipped, failed and interrupted runs "
     "are redone (--redo reruns all). Exit code 1 when any run failed.",
