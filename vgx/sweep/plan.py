@@ -21,7 +21,7 @@ from vgx.validate import check_overrides, expand, parse_overrides
 
 SWEEPS_ROOT = Path("outputs/sweeps")
 # A launcher's name, found in its Hydra _target_ (anything else runs jobs one by one: basic).
-TARGET_NAMES = {"vgx.launch.local": "vgx_local", "joblib": "joblib", "submitit": "submitit"}
+TARGET_NAMES = {"vgx_launchers.vgx_local": "vgx_local", "joblib": "joblib", "submitit": "submitit"}
 
 
 @dataclass
