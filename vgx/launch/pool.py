@@ -277,7 +277,8 @@ class WorkerPool:
                 for worker in self._workers:
                     if worker.job is None and queue:
                         worker.job = queue.popleft()
-                        worker.conn.send(("job", worker.job, jobs[worker.job]))
+                        with suppress(OSError):  # a worker that just died: its sentinel tells
+                            worker.conn.send(("job", worker.job, jobs[worker.job]))
                 handles = [w.conn for w in self._workers] + [
                     w.process.sentinel for w in self._workers
                 ]
