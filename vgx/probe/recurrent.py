@@ -1,0 +1,306 @@
+"""Exact ‖∂L/∂h_t‖ and ‖∂L/∂c_t‖ of fused nn.RNN/LSTM/GRU layers, on probed steps only.
+
+Autograd hands a fused layer's output sequence only the gradient g_t that reaches output[:, t]
+from above; the part that flows back into h_t through the layer's own later steps stays inside
+the layer's backward. After backward, the total derivative is rebuilt here by the backward
+recurrence (BPTT for the states alone, no weight gradients)
+
+    δh_t = g_t + (∂h_{t+1}/∂h_t)ᵀ δh_{t+1}        (LSTM: with δc_t, through c_{t+1} and h_{t+1})
+
+in float64, from the layer's input, its output sequence (= every h_t) and its initial state: with
+every h_t known, all gates come from two batched matmuls, and only the recurrence itself loops
+over t (one (B, G·H)×(G·H, H) matmul per step). ∂L/∂h_n and ∂L/∂c_n (a loss on the final state)
+join at the last step. This is exact for the function the layer computes: single layer, one
+direction, no projection, a padded tensor input. Other fused layers (num_layers > 1, whose lower
+layers' states are never returned; bidirectional; proj_size; PackedSequence) get None from
+watch(), and the probe records only their direct output gradient (`output_grad_norm`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+# the `time` table's value columns (docs/run-directory.md): ∂L/∂h_t, ∂L/∂c_t (LSTM), and the
+# gradient reaching a fused layer's output sequence directly (without its own recurrence)
+HIDDEN, CELL, OUTPUT = "hidden_grad_norm", "cell_grad_norm", "output_grad_norm"
+TIME_COLUMNS = (HIDDEN, CELL, OUTPUT)
+
+
+@dataclass
+class Tape:
+    """What one call of a fused layer needs for its backward recurrence, time-major (T, B, ·)."""
+
+    module: nn.RNNBase
+    x: Tensor  # (T, B, I) the layer's input
+    h: Tensor  # (T, B, H) its output sequence: h_t for every t
+    h0: Tensor | None  # (B, H) initial states; None: zeros
+    c0: Tensor | None
+    versions: tuple[int, int]  # of x and h: an in-place change after the forward voids the tape
+    grads: dict[str, Tensor] = field(default_factory=dict)  # "output", "h_n", "c_n" as they come
+
+
+def exact(module: nn.Module, x: Any) -> bool:
+    """Whether this call's hidden-state gradients can be rebuilt exactly (see the module doc)."""
+    return (
+        type(module) in RECURRENCES
+        and module.num_layers == 1
+        and not module.bidirectional
+        and getattr(module, "proj_size", 0) == 0
+        and isinstance(x, Tensor)
+    )
+
+
+def watch(module: nn.RNNBase, args: tuple, kwargs: Mapping[str, Any], output: Any) -> Tape | None:
+    """A forward hook's part: the tape of this call, with hooks that collect its gradients.
+
+    The hooks are pre-hooks on the autograd nodes that made the outputs (as the probe's own), so
+    they see each output's gradient once backward has summed it, and cost nothing otherwise.
+    """
+    x = args[0] if args else kwargs.get("input")
+    if not exact(module, x):
+        return None
+    hx = args[1] if len(args) > 1 else kwargs.get("hx")
+    sequence, final = output
+    batched = x.dim() == 3
+    time_major = partial(_time_major, batched and module.batch_first, batched)
+    h0, c0 = (hx if isinstance(hx, tuple) else (hx, None)) if hx is not None else (None, None)
+    h = time_major(sequence.detach())
+    tape = Tape(
+        module=module,
+        x=time_major(x.detach()),
+        h=h,
+        h0=None if h0 is None else h0.detach().reshape(h.shape[1:]),
+        c0=None if c0 is None else c0.detach().reshape(h.shape[1:]),
+        versions=(x._version, sequence._version),
+    )
+    finals = final if isinstance(final, tuple) else (final,)
+    watched = {"output": (sequence, time_major), "h_n": (finals[0], None)}
+    if len(finals) > 1:
+        watched["c_n"] = (finals[1], None)
+    for name, (tensor, layout) in watched.items():
+        if tensor.grad_fn is not None:
+            hook = partial(_keep_grad, tape, name, tensor.output_nr, layout)
+            tensor.grad_fn.register_prehook(hook)
+    return tape
+
+
+def _time_major(batch_first: bool, batched: bool, values: Tensor) -> Tensor:
+    """(B, T, ·) or (T, B, ·) or unbatched (T, ·) as a (T, B, ·) view."""
+    if not batched:
+        return values.unsqueeze(1)
+    return values.transpose(0, 1) if batch_first else values
+
+
+def _keep_grad(
+    tape: Tape,
+    name: str,
+    slot: int,
+    layout: Callable[[Tensor], Tensor] | None,
+    grad_outputs: tuple[Tensor | None, ...],
+) -> None:
+    grad = grad_outputs[slot]
+    if grad is not None:  # None: no gradient reached this output
+        tape.grads[name] = layout(grad) if layout is not None else grad
+
+
+def step_squares(tape: Tape) -> dict[str, Tensor]:
+    """Σ over batch and units of (∂L/∂h_t)² (LSTM: and (∂L/∂c_t)²) per t, float64, no host sync.
+
+    All NaN when the input or output was changed in place after the forward pass (the states
+    the recurrence needs are gone).
+    """
+    recurrence = RECURRENCES[type(tape.module)]
+    steps = tape.h.shape[0]
+    if (tape.x._version, tape.h._version) != tape.versions:
+        nan = torch.full((steps,), torch.nan, dtype=torch.float64)
+        return dict.fromkeys(recurrence.columns, nan)
+    with torch.no_grad():
+        states = recurrence.backward(_Inputs.of(tape))
+    return {
+        column: torch.linalg.vector_norm(state, dim=(1, 2)).square()
+        for column, state in zip(recurrence.columns, states, strict=True)
+    }
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """A tape in float64: the recurrence runs in float64 whatever the model's dtype."""
+
+    x: Tensor  # (T, B, I)
+    h: Tensor  # (T, B, H)
+    h_prev: Tensor  # (T, B, H): h_{t-1}, h0 at t = 0
+    c0: Tensor  # (B, H)
+    g: Tensor  # (T, B, H) direct gradient of the output sequence, ∂L/∂h_n added at the last step
+    g_c: Tensor  # (B, H) ∂L/∂c_n
+    w_hh: Tensor  # (G·H, H), gates stacked as PyTorch stacks them
+    module: nn.RNNBase
+
+    @staticmethod
+    def of(tape: Tape) -> _Inputs:
+        f64 = partial(Tensor.to, dtype=torch.float64, memory_format=torch.contiguous_format)
+        h = f64(tape.h)
+        zeros = torch.zeros_like(h[0])
+        h0 = zeros if tape.h0 is None else f64(tape.h0)
+        g = f64(tape.grads["output"], copy=True) if "output" in tape.grads else torch.zeros_like(h)
+        if "h_n" in tape.grads:
+            g[-1] += tape.grads["h_n"].reshape(g.shape[1:])
+        return _Inputs(
+            x=f64(tape.x),
+            h=h,
+            h_prev=torch.cat([h0.unsqueeze(0), h[:-1]]),
+            c0=zeros if tape.c0 is None else f64(tape.c0),
+            g=g,
+            g_c=f64(tape.grads["c_n"]).reshape(zeros.shape) if "c_n" in tape.grads else zeros,
+            w_hh=f64(tape.module.weight_hh_l0.detach()),
+            module=tape.module,
+        )
+
+    def gate_inputs(self) -> tuple[Tensor, Tensor]:
+        """W_ih x_t + b_ih and W_hh h_{t-1} + b_hh of every step at once, each (T, B, G·H)."""
+        module = self.module
+        from_x = self.x @ module.weight_ih_l0.detach().to(torch.float64).T
+        from_h = self.h_prev @ self.w_hh.T
+        if module.bias:
+            from_x += module.bias_ih_l0.detach()
+            from_h += module.bias_hh_l0.detach()
+        return from_x, from_h
+
+
+def _rnn_backward(inputs: _Inputs) -> tuple[Tensor]:
+    """h_t = act(W_ih x_t + W_hh h_{t-1} + b): δh_{t-1} = g_{t-1} + W_hhᵀ (act'_t ⊙ δh_t)."""
+    slope = RNN_SLOPES[inputs.module.nonlinearity](inputs.h)  # act' from each output, as autograd
+    dh = inputs.g  # overwritten from the last step down with the total derivative
+    for t in range(len(dh) - 1, 0, -1):
+        dh[t - 1].addmm_(dh[t] * slope[t], inputs.w_hh)
+    return (dh,)
+
+
+RNN_SLOPES: dict[str, Callable[[Tensor], Tensor]] = {
+    "tanh": lambda h: 1 - h.square(),
+    "relu": lambda h: (h > 0).to(h.dtype),
+}
+
+
+def _lstm_backward(inputs: _Inputs) -> tuple[Tensor, Tensor]:
+    """PyTorch's LSTM, gates (i, f, g, o): c_t = f c_{t-1} + i g, h_t = o tanh(c_t).
+
+    δc_t = δh_t o (1 − tanh² c_t) + f_{t+1} δc_{t+1};  δh_{t-1} = g_{t-1} + W_hhᵀ δz_t.
+    """
+    from_x, from_h = inputs.gate_inputs()
+    i, f, g, o = (from_x + from_h).unflatten(-1, (4, -1)).unbind(-2)  # (T, B, H) each
+    i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
+    c = torch.empty_like(inputs.h)
+    previous = inputs.c0
+    for t in range(len(c)):  # elementwise scan: the layer returns only the last cell state
+        previous = torch.addcmul(i[t] * g[t], f[t], previous, out=c[t])
+    c_prev = torch.cat([inputs.c0.unsqueeze(0), c[:-1]])
+    tanh_c = c.tanh()
+    to_cell = o * (1 - tanh_c.square())
+    # ∂z_t/∂c_t for z = (i, f, g) and ∂z_t/∂h_t for o, stacked: two multiplies per step
+    by_cell = torch.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g.square())], dim=2)
+    by_hidden = tanh_c * o * (1 - o)
+    dh, dc = inputs.g, torch.empty_like(c)
+    dz = torch.empty(c.shape[1], 4, c.shape[2], dtype=c.dtype)  # (B, 4, H)
+    carry = inputs.g_c  # f_{t+1} δc_{t+1}; at the last step ∂L/∂c_n
+    for t in range(len(dh) - 1, -1, -1):
+        torch.addcmul(carry, dh[t], to_cell[t], out=dc[t])
+        if t > 0:
+            torch.mul(dc[t].unsqueeze(1), by_cell[t], out=dz[:, :3])
+            torch.mul(dh[t], by_hidden[t], out=dz[:, 3])
+            dh[t - 1].addmm_(dz.flatten(1), inputs.w_hh)
+            carry = dc[t] * f[t]
+    return dh, dc
+
+
+def _gru_backward(inputs: _Inputs) -> tuple[Tensor]:
+    """PyTorch's GRU, gates (r, z, n): n = tanh(x_n + r (W_hn h_{t-1} + b_hn)),
+    h_t = (1 − z) n + z h_{t-1}:  δh_{t-1} = g_{t-1} + z_t δh_t + W_hhᵀ (K_t ⊙ δh_t)."""
+    from_x, from_h = (part.unflatten(-1, (3, -1)) for part in inputs.gate_inputs())
+    r, z = (from_x[..., :2, :] + from_h[..., :2, :]).sigmoid().unbind(-2)
+    h_n = from_h[..., 2, :]
+    n = (from_x[..., 2, :] + r * h_n).tanh()
+    through_n = (1 - z) * (1 - n.square())  # ∂h_t/∂(n's pre-activation)
+    # ∂h_t/∂(W_hh h_{t-1} + b_hh) per gate (r, z, n), stacked (T, B, 3, H)
+    factors = torch.stack(
+        [through_n * h_n * r * (1 - r), (inputs.h_prev - n) * z * (1 - z), through_n * r], dim=2
+    )
+    dh = inputs.g
+    for t in range(len(dh) - 1, 0, -1):
+        dh[t - 1].addcmul_(dh[t], z[t])
+        dh[t - 1].addmm_((dh[t].unsqueeze(1) * factors[t]).flatten(1), inputs.w_hh)
+    return (dh,)
+
+
+@dataclass(frozen=True)
+class Recurrence:
+    """One fused layer type: the time-table columns its backward recurrence fills."""
+
+    columns: tuple[str, ...]
+    backward: Callable[[_Inputs], tuple[Tensor, ...]]
+
+
+RECURRENCES: dict[type[nn.RNNBase], Recurrence] = {
+    nn.RNN: Recurrence((HIDDEN,), _rnn_backward),
+    nn.LSTM: Recurrence((HIDDEN, CELL), _lstm_backward),
+    nn.GRU: Recurrence((HIDDEN,), _gru_backward),
+}
+
+
+def stack_tapes(tapes: list[tuple[int, Tape]]) -> dict[str, Tensor]:
+    """Every tape's per-step squares, named for the step's single host transfer."""
+    return {
+        f"tape {k} {column}": squares
+        for k, (_, tape) in enumerate(tapes)
+        for column, squares in step_squares(tape).items()
+    }
+
+
+def time_series(
+    tapes: list[tuple[int, Tape]], host: Mapping[str, np.ndarray], scale: float
+) -> dict[str, dict[int, np.ndarray]]:
+    """column -> layer -> norm per time step; a layer called several times adds its squares."""
+    squares: dict[str, dict[int, np.ndarray]] = {}
+    for k, (index, tape) in enumerate(tapes):
+        for column in RECURRENCES[type(tape.module)].columns:
+            values = host[f"tape {k} {column}"] / scale**2
+            total = squares.setdefault(column, {}).get(index, np.zeros(0))
+            longer = np.zeros(max(len(total), len(values)))
+            longer[: len(total)] += total
+            longer[: len(values)] += values
+            squares[column][index] = longer
+    return {
+        column: {i: np.sqrt(v) for i, v in by_layer.items()} for column, by_layer in squares.items()
+    }
+
+
+def time_rows(
+    step: int, order: np.ndarray, time: Mapping[str, Mapping[int, np.ndarray]]
+) -> dict[str, Any] | None:
+    """The `time` table's rows of one step, layers by forward position; NaN: not measured."""
+    lengths: dict[int, int] = {}
+    for by_layer in time.values():
+        for i, values in by_layer.items():
+            lengths[i] = max(lengths.get(i, 0), len(values))
+    layers = [(pos, i, lengths[i]) for pos, i in enumerate(order) if i in lengths]
+    if not layers:
+        return None
+    rows: dict[str, Any] = {
+        "step": step,
+        "layer": np.concatenate([np.full(n, pos) for pos, _, n in layers]),
+        "t": np.concatenate([np.arange(n) for _, _, n in layers]),
+    }
+    for column in TIME_COLUMNS:
+        by_layer = time.get(column, {})
+        parts = [np.full(n, np.nan) for _, _, n in layers]
+        for part, (_, i, _) in zip(parts, layers, strict=True):
+            if i in by_layer:
+                part[: len(by_layer[i])] = by_layer[i]
+        rows[column] = np.concatenate(parts)
+    return rows
