@@ -7,13 +7,16 @@ recurrence (BPTT for the states alone, no weight gradients)
 
     δh_t = g_t + (∂h_{t+1}/∂h_t)ᵀ δh_{t+1}        (LSTM: with δc_t, through c_{t+1} and h_{t+1})
 
-in float64, from the layer's input, its output sequence (= every h_t) and its initial state: with
-every h_t known, all gates come from two batched matmuls, and only the recurrence itself loops
-over t (one (B, G·H)×(G·H, H) matmul per step). ∂L/∂h_n and ∂L/∂c_n (a loss on the final state)
-join at the last step. This is exact for the function the layer computes: single layer, one
-direction, no projection, a padded tensor input. Other fused layers (num_layers > 1, whose lower
-layers' states are never returned; bidirectional; proj_size; PackedSequence) get None from
-watch(), and the probe records only their direct output gradient (`output_grad_norm`).
+from the layer's input, its output sequence (= every h_t) and its initial state: with every h_t
+known, all gates come from two batched matmuls, and only the recurrence itself loops over t (one
+(B, G·H)×(G·H, H) matmul per step). It runs in the layer's dtype (at least float32), as the
+layer's own backward does, and sums each step's squares in float64; in a float32 layer a state
+gradient below ~1e-38 flushes toward 0 there too (then reported as 0, i.e. −inf decades).
+∂L/∂h_n and ∂L/∂c_n (a loss on the final state) join at the last step. This is exact for the
+function the layer computes: single layer, one direction, no projection, a padded tensor input.
+Other fused layers (num_layers > 1, whose lower layers' states are never returned;
+bidirectional; proj_size; PackedSequence) get None from watch(), and the probe records only
+their direct output gradient (`output_grad_norm`).
 """
 
 from __future__ import annotations
@@ -66,8 +69,10 @@ def watch(module: nn.RNNBase, args: tuple, kwargs: Mapping[str, Any], output: An
     x = args[0] if args else kwargs.get("input")
     if not exact(module, x):
         return None
-    hx = args[1] if len(args) > 1 else kwargs.get("hx")
     sequence, final = output
+    if sequence.grad_fn is None:  # not part of a graph: nothing to measure
+        return None
+    hx = args[1] if len(args) > 1 else kwargs.get("hx")
     batched = x.dim() == 3
     time_major = partial(_time_major, batched and module.batch_first, batched)
     h0, c0 = (hx if isinstance(hx, tuple) else (hx, None)) if hx is not None else (None, None)
