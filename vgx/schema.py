@@ -35,7 +35,7 @@ def version_of(status_record: Mapping[str, Any]) -> int:
 def upgrade(table: str, frame: pd.DataFrame, version: int) -> pd.DataFrame:
     """A metrics table written under `version` with the current column names."""
     for old in range(version, SCHEMA_VERSION):
-        renames = RENAMED.get(old, {}).get(table)
-        if renames:
-            frame = frame.rename(columns=renames)
+        renames = RENAMED.get(old, {}).get(table, {})
+        # a frame that already has the new name was written by newer code: nothing to rename
+        frame = frame.rename(columns={a: b for a, b in renames.items() if b not in frame.columns})
     return frame
