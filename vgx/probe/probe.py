@@ -32,9 +32,13 @@ contract of docs/run-directory.md):
   makes act_mean and act_std NaN, which marks the layer for locate_nonfinite().
 - A module called several times per forward (shared layer, unrolled cell) is aggregated: squared
   norms add up over calls; activation statistics pool all elements of all calls.
-- `hidden_grad_norm` (table `time`, RNN family): per time step t, ‖dL/d(output[:, t])‖₂ over batch
-  and hidden units. nn.RNN/LSTM/GRU: the gradient reaching the output sequence (either layout, or
-  a PackedSequence); a cell: its t-th call's output, whose gradient includes later time steps.
+- Table `time` (RNN family), per time step t, norms over batch and hidden units:
+  `hidden_grad_norm` = ‖∂L/∂h_t‖₂, the total derivative through later steps and layers (a
+  cell: its t-th call's output gradient; nn.RNN/LSTM/GRU with one layer, one direction, no
+  projection and a padded input: rebuilt by recurrent.py after backward; NaN for other fused
+  layers); `cell_grad_norm` = ‖∂L/∂c_t‖₂ (nn.LSTM); `output_grad_norm` (fused layers, either
+  layout or a PackedSequence) = ‖∂L/∂output[:, t]‖₂, the gradient reaching the output sequence
+  directly, without the layer's own recurrence.
 - Per step (table `steps`): `loss`, `grad_total_norm` (all parameters with grads, as
   clip_grad_norm_), `nonfinite` (NaN/Inf gradient elements of those parameters).
 - Histograms (table `hist`, vgx/histograms.py), on probed steps that are multiples of

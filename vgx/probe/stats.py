@@ -348,7 +348,7 @@ def to_host(pieces: Mapping[str, Tensor]) -> dict[str, np.ndarray]:
 def output_grad_metrics(
     record: Record, host: Mapping[str, np.ndarray], n_layers: int, scale: float, cells: set[int]
 ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-    """act_grad_norm per layer, and hidden_grad_norm per time step of each recurrent layer.
+    """act_grad_norm per layer, and each recurrent layer's output gradient per time step.
 
     Squared norms add up over calls; a layer whose output was in the graph but got no gradient
     has norm 0, one that never joined a graph NaN. A cell's t-th call is its time step t.
