@@ -124,7 +124,7 @@ def step_squares(tape: Tape) -> dict[str, Tensor]:
     recurrence = RECURRENCES[type(tape.module)]
     steps = tape.h.shape[0]
     if (tape.x._version, tape.h._version) != tape.versions:
-        nan = torch.full((steps,), torch.nan, dtype=torch.float64)
+        nan = torch.full((steps,), torch.nan, dtype=torch.float64, device=tape.h.device)
         return dict.fromkeys(recurrence.columns, nan)
     with torch.no_grad():
         states = recurrence.backward(_Inputs.of(tape))
