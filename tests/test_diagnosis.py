@@ -105,6 +105,16 @@ def test_flags_vanishing_through_time_in_a_tanh_rnn_and_suggests_gated_units(mak
     assert {"model=lstm", "recurrent_init=orthogonal"} <= remedy_keys(diagnosis)
 
 
+def test_one_layer_tanh_rnn_with_a_loss_on_the_last_of_50_steps_is_vanishing(make_cfg):
+    # h_0 reaches the loss through the recurrence: its gradient is tiny, not absent
+    torch.manual_seed(0)
+    model = build_model(make_cfg("model=rnn", "depth=1", "width=16"), n_features=2, n_outputs=1)
+    inputs, targets = torch.randn(16, 50, 2), torch.randn(16)
+    diagnosis = diagnose(model, (inputs, targets), lambda out, y: F.mse_loss(out[:, -1, 0], y))
+    assert diagnosis.time_span < -2
+    assert VANISHING in diagnosis.problems
+
+
 def test_leaves_out_remedies_the_run_already_applies():
     lstm = Architecture(saturating=True, recurrent=frozenset({"lstm"}))
     assert [r.key for r in remedies_for([VANISHING], lstm)] == ["forget_bias"]

@@ -119,6 +119,27 @@ def test_lstm_with_forget_bias_carries_gradient_back_far_better_than_a_tanh_rnn(
     assert time_ratio(lstm) > time_ratio(rnn) + 2  # orders of magnitude more at t = 0
 
 
+@pytest.mark.parametrize("model", ["rnn", "lstm", "gru"])
+def test_one_layer_recurrent_net_at_init_reports_a_finite_time_ratio(make_cfg, tmp_path, model):
+    run = run_once(make_cfg, tmp_path, f"model={model}", "data=adding", "seq_len=50", "depth=1")
+    ratio = summary(run)["vanishing_ratio_time_init"]
+    assert math.isfinite(ratio) and ratio < -2  # 50 steps at init: many decades lost
+
+
+@pytest.mark.parametrize(
+    ("model", "remedy", "decades"),
+    [("lstm", "forget_bias=1.0", 3), ("lstm", "recurrent_init=orthogonal", 2),
+     ("rnn", "recurrent_init=orthogonal", 4)],
+)  # fmt: skip
+def test_remedy_keeps_decades_through_50_steps_at_depth_1(
+    make_cfg, tmp_path, model, remedy, decades
+):
+    common = (f"model={model}", "data=adding", "seq_len=50", "depth=1", "width=32")
+    default = time_ratio(run_once(make_cfg, tmp_path / "default", *common))
+    remedied = time_ratio(run_once(make_cfg, tmp_path / "remedy", *common, remedy))
+    assert remedied >= default + decades
+
+
 def he2015_summary(xavier_loss: float) -> pd.DataFrame:
     """A he2015 summary table with the published outcome, Xavier's final loss set."""
     config = {"act": "relu", "width": 128, "depth": 30, "model": "mlp", "norm": "none"}

@@ -298,7 +298,7 @@ def test_functional_activation_falls_back_to_the_layer_output() -> None:
 
 @pytest.mark.parametrize("cell", [nn.RNN, nn.LSTM, nn.GRU])
 @pytest.mark.parametrize("batch_first", [True, False])
-def test_hidden_grad_norm_equals_retained_output_grad_per_time_step(
+def test_output_grad_norm_of_stacked_layer_equals_retained_output_grad_per_time_step(
     cell: type[nn.RNNBase], batch_first: bool
 ) -> None:
     model = Seq(cell, batch_first)
@@ -310,10 +310,19 @@ def test_hidden_grad_norm_equals_retained_output_grad_per_time_step(
     per_step = grad.norm(dim=(0, 2)) if batch_first else grad.norm(dim=(1, 2))
     time = probe.frames()["time"]
     assert list(time.t) == list(range(7))
-    np.testing.assert_allclose(time.hidden_grad_norm, per_step.numpy(), rtol=RTOL)
+    np.testing.assert_allclose(time.output_grad_norm, per_step.numpy(), rtol=RTOL)
 
 
-def test_hidden_grad_norm_of_packed_sequence_follows_its_time_steps() -> None:
+def test_stacked_fused_layer_has_no_hidden_grad_norm() -> None:
+    # num_layers=2 never returns its lower layer's states: ∂L/∂h_t is not measured, not guessed
+    model = Seq(nn.LSTM)
+    probe = GradientProbe(model)
+    train_step(model, probe, torch.randn(4, 7, 3))
+    time = probe.frames()["time"]
+    assert time.hidden_grad_norm.isna().all() and time.cell_grad_norm.isna().all()
+
+
+def test_output_grad_norm_of_packed_sequence_follows_its_time_steps() -> None:
     model = Seq(nn.LSTM)
     x, lengths = torch.randn(3, 6, 3), torch.tensor([6, 4, 2])
     probe = GradientProbe(model)
@@ -325,7 +334,7 @@ def test_hidden_grad_norm_of_packed_sequence_follows_its_time_steps() -> None:
     probe.commit()
     rows = torch.repeat_interleave(torch.arange(6), out.batch_sizes)
     expected = torch.stack([out.data.grad[rows == t].norm() for t in range(6)])
-    np.testing.assert_allclose(probe.frames()["time"].hidden_grad_norm, expected, rtol=RTOL)
+    np.testing.assert_allclose(probe.frames()["time"].output_grad_norm, expected, rtol=RTOL)
 
 
 def test_unrolled_cell_records_each_call_as_a_time_step() -> None:
@@ -693,7 +702,12 @@ def test_metrics_writer_sink_writes_the_documented_parquet_schema(tmp_path) -> N
             "grad_total_norm": "float64",
             "nonfinite": "int64",
         },
-        "time": {"step": "int64", "layer": "int32", "t": "int32", "hidden_grad_norm": "float32"},
+        "time": {
+            "step": "int64",
+            "layer": "int32",
+            "t": "int32",
+            **dict.fromkeys(["hidden_grad_norm", "cell_grad_norm", "output_grad_norm"], "float32"),
+        },
     }
     for table, columns in documented.items():
         frame = read_metrics(tmp_path / "metrics", table)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from tests.conftest_report import tree_digest, write_run
 from vgx.report import Report, build_report
 from vgx.report import parallel as report_parallel
+from vgx.report.collect import read_run_metrics
 from vgx.status import RUNNING
 from vgx.store import RunDir, chunk_files
 from vgx.summary import SUMMARY_KEYS, gradient_summary
@@ -136,3 +139,22 @@ def test_worker_processes_give_the_same_tables(printed, messy, tmp_path, monkeyp
     pooled = build_report(messy, tmp_path, echo=False)
     pd.testing.assert_frame_equal(pooled.summary, sequential.summary)
     pd.testing.assert_frame_equal(pooled.layers, sequential.layers)
+
+
+def test_time_table_of_a_version_1_run_reads_as_the_direct_output_gradient(tmp_path):
+    # version 1 stored the gradient reaching a fused layer's output under hidden_grad_norm
+    run = write_run(tmp_path, "old", model="rnn", recurrent=True)
+    record = json.loads(run.status_file.read_text())
+    del record["schema_version"]
+    run.status_file.write_text(json.dumps(record))
+    time = read_run_metrics(run.path).time  # the first and the last step, 5 time steps each
+    assert time["hidden_grad_norm"].isna().all()
+    expected = np.tile(10.0 ** (np.arange(5) - 4.0), 2)
+    assert time["output_grad_norm"].to_numpy() == pytest.approx(expected, rel=1e-6, abs=0)
+
+
+def test_time_table_of_a_current_run_keeps_hidden_grad_norm(tmp_path):
+    run = write_run(tmp_path, "new", model="rnn", recurrent=True)
+    time = read_run_metrics(run.path).time
+    expected = np.tile(10.0 ** (np.arange(5) - 4.0), 2)
+    assert time["hidden_grad_norm"].to_numpy() == pytest.approx(expected, rel=1e-6, abs=0)

@@ -49,7 +49,7 @@ class ProbeConfig:
     weights: bool = True  # grad_norm, grad_rms, weight_norm, nonfinite
     activations: bool = True  # act_grad_norm, act_mean, act_std, saturated, dead
     updates: bool = True  # update_ratio
-    time: bool = True  # hidden_grad_norm per time step (RNN family)
+    time: bool = True  # the `time` table: state gradients per time step (RNN family)
     hist_every: int = 0  # histograms every n-th step (0: off)
     chunk_rows: int = 20000  # rows per Parquet chunk
 

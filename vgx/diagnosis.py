@@ -11,8 +11,8 @@ unlike ‖∂L/∂W‖ cannot hide vanishing behind activations that shrink in t
 - saturated: more than SATURATED of a saturating activation's outputs have a derivative below 5%
   of its maximum (the probe's `saturated`); dead: more than DEAD of a ReLU layer's outputs are
   exactly zero (about half is normal for ReLU).
-- through time (RNN family): the first recurrent layer's ‖∂L/∂h_t‖ at the earliest time step
-  that got any gradient, VANISH_DECADES below (or above) the last time step's.
+- through time (RNN family): the first recurrent layer's ‖∂L/∂h_0‖ (the total derivative,
+  through every later step and layer) VANISH_DECADES below (or above) ‖∂L/∂h_T−1‖.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from vgx.experiments import fmt, sweep_tables
 from vgx.models import ACTIVATIONS, Residual
 from vgx.probe import GradientProbe
 from vgx.probe.stats import RAW, activation_shape
+from vgx.summary import log10_ratio
 from vgx.theory import fit_slope, predicted_slope
 
 VANISH_DECADES = 2.0
@@ -190,7 +191,7 @@ class Diagnosis:
     weight_slope: float  # the same for ‖∂L/∂W‖
     span: float  # log10 ‖∂L/∂h‖ of the first weight layer over the output layer's
     weight_span: float  # the same for ‖∂L/∂W‖
-    time_span: float | None  # first recurrent layer: log10 ‖∂L/∂h_t‖ earliest over last t
+    time_span: float | None  # first recurrent layer: log10 ‖∂L/∂h_0‖ / ‖∂L/∂h_T−1‖
     problems: list[str]
     remedies: list[Remedy]
     notes: list[str] = field(default_factory=list)
@@ -297,19 +298,19 @@ def findings(
 
 
 def _time_span(norms: np.ndarray | None) -> tuple[float | None, list[str]]:
-    """log10 of the earliest time step's gradient over the last's, among steps that got one.
+    """log10 ‖∂L/∂h_0‖ / ‖∂L/∂h_T−1‖ of the first recurrent layer; None when not measured.
 
-    The probe records the gradient reaching each step's output; with one recurrent layer and a
-    loss on the last step only, earlier steps get none (0): that is no path, not vanishing.
+    ‖∂L/∂h_t‖ is the total derivative: h_0 reaches a loss on the last step through the
+    recurrence, so a tiny value is vanishing, and an exact 0 vanishing past float range (−inf).
     """
     if norms is None or len(norms) < 2:
         return None, []
-    reached = np.flatnonzero(norms > 0)
-    if len(reached) < 2:
-        return None, ["no gradient reaches the outputs of earlier time steps directly; stack two "
-                      "recurrent layers to see the gradient through time"]  # fmt: skip
-    notes = [] if reached[0] == 0 else [f"time steps before t={reached[0]} got no gradient"]
-    return float(np.log10(norms[reached[0]]) - np.log10(norms[reached[-1]])), notes
+    if np.isnan(norms[[0, -1]]).any():
+        return None, [
+            "‖∂L/∂h_t‖ was not recorded (a run written before schema version 2, or a fused layer "
+            "with num_layers > 1): no verdict through time"
+        ]
+    return log10_ratio(float(norms[0]), float(norms[-1])), []
 
 
 def diagnose(model: nn.Module, batch: Any, loss_fn: Callable[..., Tensor]) -> Diagnosis:

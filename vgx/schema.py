@@ -10,8 +10,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-SCHEMA_VERSION = 1
+import pandas as pd
+
+SCHEMA_VERSION = 2
 FIRST_VERSION = 1
+
+# Columns a version stored under a name that now means something else: {version: {table:
+# {stored name: current name}}}. Version 1's `hidden_grad_norm` of vgx's (fused) recurrent
+# layers held only the gradient reaching the output sequence directly, which version 2 calls
+# `output_grad_norm`; ‖∂L/∂h_t‖ itself was not recorded then.
+RENAMED: dict[int, dict[str, dict[str, str]]] = {
+    1: {"time": {"hidden_grad_norm": "output_grad_norm"}},
+}
 
 
 def version_of(status_record: Mapping[str, Any]) -> int:
@@ -20,3 +30,12 @@ def version_of(status_record: Mapping[str, Any]) -> int:
         return int(status_record.get("schema_version", FIRST_VERSION))
     except (TypeError, ValueError):
         return FIRST_VERSION
+
+
+def upgrade(table: str, frame: pd.DataFrame, version: int) -> pd.DataFrame:
+    """A metrics table written under `version` with the current column names."""
+    for old in range(version, SCHEMA_VERSION):
+        renames = RENAMED.get(old, {}).get(table, {})
+        # a frame that already has the new name was written by newer code: nothing to rename
+        frame = frame.rename(columns={a: b for a, b in renames.items() if b not in frame.columns})
+    return frame

@@ -18,6 +18,8 @@ SUMMARY_KEYS = (
     "vanishing_ratio_grad_end",
     "vanishing_ratio_act_init",
     "vanishing_ratio_act_end",
+    "vanishing_ratio_time_init",
+    "vanishing_ratio_time_end",
     "min_grad_norm_init",
     "min_grad_norm_end",
     "steps_to_half_loss",
@@ -25,13 +27,18 @@ SUMMARY_KEYS = (
 
 
 def gradient_summary(
-    layers: pd.DataFrame, layer_table: pd.DataFrame, steps: pd.DataFrame | None = None
+    layers: pd.DataFrame,
+    layer_table: pd.DataFrame,
+    steps: pd.DataFrame | None = None,
+    time: pd.DataFrame | None = None,
 ) -> dict[str, float]:
     """One run's gradient numbers for summary tables (the keys of SUMMARY_KEYS).
 
     `vanishing_ratio_*` is log10(first layer / last layer) at the first and last probed step, for
     the weight gradient (`grad`) and the activation gradient (`act`): the weight ratio alone hides
-    uniform vanishing. A value of exactly 0 is a result (±inf), NaN means "not recorded".
+    uniform vanishing. `vanishing_ratio_time_*` is log10(‖∂L/∂h_0‖ / ‖∂L/∂h_T−1‖) of the first
+    recurrent layer (the `time` table's `hidden_grad_norm`), the vanishing through time. A value
+    of exactly 0 is a result (±inf), NaN means "not recorded".
     """
     first, last = _end_layers(layer_table)
     step, layer = _column(layers, "step"), _column(layers, "layer")
@@ -44,6 +51,7 @@ def gradient_summary(
                 _pick(values, here & (layer == first)), _pick(values, here & (layer == last))
             )
         result[f"min_grad_norm_{stage}"] = _nanmin(_column(layers, "grad_norm")[here])
+    result.update(time_ratios(time))
     result["steps_to_half_loss"] = _steps_to_half_loss(steps)
     return {key: result[key] for key in SUMMARY_KEYS}
 
@@ -59,6 +67,19 @@ def log10_ratio(first: float, last: float) -> float:
     if math.isinf(first) and math.isinf(last):
         return math.nan
     return math.log10(first) - math.log10(last)  # no division: float32 extremes would overflow
+
+
+def time_ratios(time: pd.DataFrame | None) -> dict[str, float]:
+    """vanishing_ratio_time_{init,end}: first over last time step of the first recurrent layer."""
+    ratios = dict.fromkeys(("vanishing_ratio_time_init", "vanishing_ratio_time_end"), math.nan)
+    if time is None or not len(time) or "hidden_grad_norm" not in time.columns:
+        return ratios
+    first = time[time["layer"] == time["layer"].min()]
+    step = _column(first, "step")
+    for stage, at in (("init", step.min()), ("end", step.max())):
+        series = first[step == at].sort_values("t")["hidden_grad_norm"].to_numpy(np.float64)
+        ratios[f"vanishing_ratio_time_{stage}"] = log10_ratio(series[0], series[-1])
+    return ratios
 
 
 def _end_layers(layer_table: pd.DataFrame) -> tuple[float, float]:

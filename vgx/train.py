@@ -213,5 +213,5 @@ def summarise(run: RunDir, outcome: Outcome, elapsed: float) -> dict[str, Any]:
         "steps_per_s": outcome.steps_done / elapsed if elapsed > 0 else math.nan,
         "diverged_step": outcome.diverged_step,
         "diverged_layer": outcome.diverged_layer,
-        **gradient_summary(layers, layer_table, steps),
+        **gradient_summary(layers, layer_table, steps, run.read_table("time")),
     }

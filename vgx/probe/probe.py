@@ -32,9 +32,13 @@ contract of docs/run-directory.md):
   makes act_mean and act_std NaN, which marks the layer for locate_nonfinite().
 - A module called several times per forward (shared layer, unrolled cell) is aggregated: squared
   norms add up over calls; activation statistics pool all elements of all calls.
-- `hidden_grad_norm` (table `time`, RNN family): per time step t, ‖dL/d(output[:, t])‖₂ over batch
-  and hidden units. nn.RNN/LSTM/GRU: the gradient reaching the output sequence (either layout, or
-  a PackedSequence); a cell: its t-th call's output, whose gradient includes later time steps.
+- Table `time` (RNN family), per time step t, norms over batch and hidden units:
+  `hidden_grad_norm` = ‖∂L/∂h_t‖₂, the total derivative through later steps and layers (a
+  cell: its t-th call's output gradient; nn.RNN/LSTM/GRU with one layer, one direction, no
+  projection and a padded input: rebuilt by recurrent.py after backward; NaN for other fused
+  layers); `cell_grad_norm` = ‖∂L/∂c_t‖₂ (nn.LSTM); `output_grad_norm` (fused layers, either
+  layout or a PackedSequence) = ‖∂L/∂output[:, t]‖₂, the gradient reaching the output sequence
+  directly, without the layer's own recurrence.
 - Per step (table `steps`): `loss`, `grad_total_norm` (all parameters with grads, as
   clip_grad_norm_), `nonfinite` (NaN/Inf gradient elements of those parameters).
 - Histograms (table `hist`, vgx/histograms.py), on probed steps that are multiples of
@@ -66,6 +70,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from vgx.errors import ConfigError
 from vgx.histograms import QUANTITIES, hist_rows, layer_counts, log_histogram
+from vgx.probe import recurrent
 from vgx.probe.stats import (
     LAYER_COLUMNS,
     LAYER_METRICS,
@@ -114,7 +119,7 @@ class _Metrics:
     nonfinite: int
     layers: dict[str, np.ndarray]
     act_nonfinite: np.ndarray
-    hidden: dict[int, np.ndarray]
+    time: dict[str, dict[int, np.ndarray]]  # time-table column -> layer -> value per step
     hist: np.ndarray | None  # (layer, quantity, bin) counts on histogram steps
 
 
@@ -167,6 +172,14 @@ class GradientProbe:
             layer.module.register_forward_hook(partial(self._on_layer_output, i))
             for i, layer in enumerate(self._layers)
         ]
+        if time:  # exact ‖∂L/∂h_t‖ of fused recurrent layers (recurrent.py); kwargs carry hx
+            self._handles += [
+                layer.module.register_forward_hook(
+                    partial(self._on_recurrent_output, i), with_kwargs=True
+                )
+                for i, layer in enumerate(self._layers)
+                if layer.fused_rnn
+            ]
         if activations:
             self._handles += [
                 module.register_forward_hook(partial(self._on_activation_output, shape))
@@ -312,6 +325,15 @@ class GradientProbe:
             hook = partial(_on_output_grad, record, index, call, values.output_nr, reduce)
             values.grad_fn.register_prehook(hook)
 
+    def _on_recurrent_output(
+        self, index: int, module: nn.RNNBase, args: Any, kwargs: Any, output: Any
+    ) -> None:
+        record = self._record
+        if record is not None and torch.is_grad_enabled():
+            tape = recurrent.watch(module, args, kwargs, output)
+            if tape is not None:
+                record.tapes.append((index, tape))
+
     def _on_activation_output(
         self, shape: Shape, module: nn.Module, args: Any, output: Any
     ) -> None:
@@ -378,6 +400,7 @@ class GradientProbe:
             pieces["loss"] = loss.detach().reshape(1)
         if record is not None:
             pieces.update(stack_record(record))
+            pieces.update(recurrent.stack_tapes(record.tapes))
         nonfinite = np.zeros(len(self._params), dtype=np.int64)
         # capture()'s one host sync, a single bool: elements must be counted now, before clipping
         # rescales them, and only when a norm is not finite (a norm is finite iff its elements
@@ -439,12 +462,18 @@ class GradientProbe:
         if "update" in host:
             update = np.sqrt(per_layer(host["update"][self._pair_weight]))
             layers["update_ratio"] = update / weight_norm
-        act_nonfinite, hidden = np.zeros(n_layers, dtype=bool), {}
+        act_nonfinite, time = np.zeros(n_layers, dtype=bool), {}
         record = capture.record
         if record is not None:
-            act_grad_norm, hidden = output_grad_metrics(
+            act_grad_norm, series = output_grad_metrics(
                 record, host, n_layers, capture.loss_scale, self._cells
             )
+            # a cell's output gradient is ∂L/∂h_t (later steps are later calls); a fused
+            # layer's is only the direct part, its ∂L/∂h_t comes from recurrent.py
+            time = recurrent.time_series(record.tapes, host, capture.loss_scale)
+            for i, values in series.items():
+                column = recurrent.HIDDEN if i in self._cells else recurrent.OUTPUT
+                time.setdefault(column, {})[i] = values
             if self._on["activations"]:
                 layers["act_grad_norm"] = act_grad_norm
             if record.stats:
@@ -457,7 +486,7 @@ class GradientProbe:
             nonfinite=int(capture.nonfinite.sum()),
             layers=layers,
             act_nonfinite=act_nonfinite,
-            hidden=hidden if self._on["time"] else {},
+            time=time if self._on["time"] else {},
             hist=self._hist(record, host) if record is not None and record.hist else None,
         )
 
@@ -478,14 +507,8 @@ class GradientProbe:
             "nonfinite": metrics.nonfinite,
         }
         self._sink.append("steps", typed("steps", steps, 1))
-        series = [(pos, metrics.hidden[i]) for pos, i in enumerate(order) if i in metrics.hidden]
-        if series:
-            time = {
-                "step": step,
-                "layer": np.concatenate([np.full(len(v), pos) for pos, v in series]),
-                "t": np.concatenate([np.arange(len(v)) for _, v in series]),
-                "hidden_grad_norm": np.concatenate([v for _, v in series]),
-            }
+        time = recurrent.time_rows(step, order, metrics.time)
+        if time is not None:
             self._sink.append("time", typed("time", time, len(time["t"])))
         if metrics.hist is not None:
             self._sink.append("hist", hist_rows(step, metrics.hist[order]))

@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,9 @@ from torch import Tensor, nn
 from torch.utils._foreach_utils import _group_tensors_by_device_and_dtype
 
 from vgx import histograms
+
+if TYPE_CHECKING:
+    from vgx.probe.recurrent import Tape
 
 _F32, _I32, _I64, _F64 = np.float32, np.int32, np.int64, np.float64
 SCHEMAS: dict[str, dict[str, type]] = {
@@ -31,7 +34,12 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "nonfinite": _I64,
     },
     "steps": {"step": _I64, "loss": _F64, "grad_total_norm": _F64, "nonfinite": _I64},
-    "time": {"step": _I64, "layer": _I32, "t": _I32, "hidden_grad_norm": _F32},
+    "time": {
+        "step": _I64,
+        "layer": _I32,
+        "t": _I32,
+        **dict.fromkeys(("hidden_grad_norm", "cell_grad_norm", "output_grad_norm"), _F32),
+    },
     "hist": histograms.SCHEMA,
 }
 LAYER_METRICS = tuple(name for name in SCHEMAS["layers"] if name not in ("step", "layer"))
@@ -147,6 +155,7 @@ class Record:
     steps: dict[int, int] = field(default_factory=dict)  # time steps of fused recurrent layers
     hist: bool = False  # whether this step takes histograms
     hists: list[tuple[int, int, Tensor]] = field(default_factory=list)  # (layer, quantity, counts)
+    tapes: list[tuple[int, Tape]] = field(default_factory=list)  # fused recurrent calls
 
 
 @dataclass(frozen=True)
@@ -339,7 +348,7 @@ def to_host(pieces: Mapping[str, Tensor]) -> dict[str, np.ndarray]:
 def output_grad_metrics(
     record: Record, host: Mapping[str, np.ndarray], n_layers: int, scale: float, cells: set[int]
 ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-    """act_grad_norm per layer, and hidden_grad_norm per time step of each recurrent layer.
+    """act_grad_norm per layer, and each recurrent layer's output gradient per time step.
 
     Squared norms add up over calls; a layer whose output was in the graph but got no gradient
     has norm 0, one that never joined a graph NaN. A cell's t-th call is its time step t.

@@ -135,10 +135,12 @@ def _figures(
     jobs["update_ratio_vs_layer"] = (layer_profile, args)
     for curve in ("loss", "accuracy"):
         jobs[curve] = (curves, (frames[curve], enc, curve, settings, ids))
-    if len(frames["time"]):
-        for stage in ("init", "final"):
-            args = (frames["time"], enc, stage, settings, ids)
-            jobs[f"time_grad_{stage}"] = (time_profile, args)
+    time = frames["time"]
+    for column, name in (("hidden_grad_norm", "time_grad"), ("cell_grad_norm", "time_cell")):
+        if len(time) and time[column].notna().any():
+            for stage in ("init", "final"):
+                args = (time, enc, stage, settings, ids, column)
+                jobs[f"{name}_{stage}"] = (time_profile, args)
     jobs["heatmap_grad_norm"] = (heatmap_figure, (maps, len(summary), settings))
     return jobs
 

@@ -20,12 +20,15 @@ import yaml
 
 from vgx.config import flatten
 from vgx.errors import VgxError
+from vgx.schema import upgrade, version_of
 from vgx.status import CORRUPT
 from vgx.store import RunDir
 from vgx.summary import gradient_summary
 
 LAYER_METRICS = ("grad_norm", "act_grad_norm", "update_ratio", "saturated", "dead")
 LAYER_STAGES = ("init", "mean", "final")
+# the `time` table's values (docs/run-directory.md); NaN where a layer's kind has none
+TIME_METRICS = ("hidden_grad_norm", "cell_grad_norm", "output_grad_norm")
 MAX_POINTS = 400  # steps kept per curve or heatmap: more than a panel has pixels for
 SUMMARY_JSON_KEYS = ("steps_done", "wall_time_s", "steps_per_s")  # only the run itself knows
 
@@ -60,7 +63,7 @@ class RunMetrics:
     layers: pd.DataFrame  # one row per layer: layer, name, kind, {metric}_{stage}
     loss: pd.DataFrame  # step, loss (training, subsampled)
     accuracy: pd.DataFrame  # step, accuracy (held-out evaluations)
-    time: pd.DataFrame  # stage, t, hidden_grad_norm (first recurrent layer; RNN family only)
+    time: pd.DataFrame  # stage, t, *TIME_METRICS (first recurrent layer; RNN family only)
     heatmap: Heatmap | None
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -95,13 +98,13 @@ def read_run_metrics(path: Path, heatmap: bool = False) -> RunMetrics:
         "layers": _read(run, "layers", ["step", "layer", *LAYER_METRICS], errors),
         "steps": _read(run, "steps", ["step", "loss"], errors),
         "evals": _read(run, "evals", ["step", "loss", "accuracy"], errors),
-        "time": _read(run, "time", ["step", "layer", "t", "hidden_grad_norm"], errors),
+        "time": _read_time(run, errors),
     }
     layer_table = _read_layer_table(run, errors)
     layers, steps, evals = tables["layers"], tables["steps"], tables["evals"]
     notes = [] if any(len(t) for t in tables.values()) else ["no metrics recorded"]
     row = {
-        **gradient_summary(layers, layer_table, steps),
+        **gradient_summary(layers, layer_table, steps, tables["time"]),
         "train_loss_final": _last(steps, "loss"),
         "train_loss_best": _reduce(steps, "loss", np.nanmin),
         "test_loss_final": _last(evals, "loss"),
@@ -119,6 +122,18 @@ def read_run_metrics(path: Path, heatmap: bool = False) -> RunMetrics:
         errors=errors,
         notes=notes,
     )
+
+
+def _read_time(run: RunDir, errors: list[str]) -> pd.DataFrame:
+    """The `time` table under the current column names, whatever version wrote it."""
+    columns = ["step", "layer", "t", *TIME_METRICS]
+    try:
+        frame = run.read_table("time")
+    except VgxError as err:
+        errors.append(f"unreadable time metrics: {_one_line(err)}")
+        return pd.DataFrame(columns=columns)
+    frame = upgrade("time", frame, version_of(run.read_status()))
+    return frame.reindex(columns=columns)
 
 
 def _read(run: RunDir, table: str, columns: list[str], errors: list[str]) -> pd.DataFrame:
@@ -176,19 +191,20 @@ def _heatmap(layers: pd.DataFrame) -> Heatmap:
 
 
 def _time_profile(time: pd.DataFrame) -> pd.DataFrame:
-    """‖∂L/∂h_t‖ over time steps t of the first recurrent layer, at the first and last step."""
+    """The time columns over time steps t of the first recurrent layer, first and last step."""
+    columns = ["stage", "t", *TIME_METRICS]
     if not len(time):
-        return pd.DataFrame(columns=["stage", "t", "hidden_grad_norm"])
+        return pd.DataFrame(columns=columns)
     first_layer = time[time["layer"] == time["layer"].min()]
     step = first_layer["step"]
     stages = {"init": step == step.min(), "final": step == step.max()}
     return pd.concat(
         [
-            first_layer.loc[rows, ["t", "hidden_grad_norm"]].sort_values("t").assign(stage=stage)
+            first_layer.loc[rows, ["t", *TIME_METRICS]].sort_values("t").assign(stage=stage)
             for stage, rows in stages.items()
         ],
         ignore_index=True,
-    )[["stage", "t", "hidden_grad_norm"]].astype({"hidden_grad_norm": "float64"})
+    )[columns].astype(dict.fromkeys(TIME_METRICS, "float64"))
 
 
 def _subsample(frame: pd.DataFrame) -> pd.DataFrame:

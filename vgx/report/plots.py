@@ -101,16 +101,29 @@ def curves(frame: pd.DataFrame, enc: Encoding, y: str, settings: str, ids: Seque
     return line_grid(frame, enc, spec, settings, ids)
 
 
+# time-table column -> (y label, title): what each time plot shows (docs/run-directory.md)
+TIME_PLOTS = {
+    "hidden_grad_norm": ("‖∂L/∂h_t‖ (L2, first recurrent layer)", "gradient through time"),
+    "cell_grad_norm": ("‖∂L/∂c_t‖ (L2, first LSTM layer)", "cell-state gradient through time"),
+}
+
+
 def time_profile(
-    time: pd.DataFrame, enc: Encoding, stage: str, settings: str, ids: Sequence[str]
+    time: pd.DataFrame,
+    enc: Encoding,
+    stage: str,
+    settings: str,
+    ids: Sequence[str],
+    column: str = "hidden_grad_norm",
 ) -> Figure:
-    """RNN family: hidden-state gradient vs time step (log y): vanishing through time."""
+    """RNN family: a state's total gradient vs time step (log y): vanishing through time."""
+    ylabel, title = TIME_PLOTS[column]
     spec = Lines(
         x="t",
-        y="hidden_grad_norm",
+        y=column,
         xlabel="time step t (first → last input)",
-        ylabel="‖∂L/∂h_t‖ (L2, first recurrent layer)",
-        title=f"gradient through time, {STAGES[stage]}",
+        ylabel=ylabel,
+        title=f"{title}, {STAGES[stage]}",
         integer_x=True,
     )
     return line_grid(time[time["stage"] == stage], enc, spec, settings, ids)

@@ -33,12 +33,16 @@ TERMINAL_COLUMNS = {
     "vanishing_ratio_grad_end": "W_end",
     "vanishing_ratio_act_init": "act_init",
     "vanishing_ratio_act_end": "act_end",
+    "vanishing_ratio_time_init": "time_init",
+    "vanishing_ratio_time_end": "time_end",
     "min_grad_norm_end": "min_grad",
     "steps_to_half_loss": "t_half",
 }
+RECURRENT_ONLY = ("vanishing_ratio_time_init", "vanishing_ratio_time_end")  # else left out
 TERMINAL_LEGEND = (
     "loss: last training loss; acc: last test accuracy; W_*/act_*: log10(first/last layer "
-    "‖∂L/∂W‖ / ‖∂L/∂a‖) at the first/last step (−3: input layer 1000× weaker); "
+    "‖∂L/∂W‖ / ‖∂L/∂a‖) at the first/last step (−3: input layer 1000× weaker); time_*: "
+    "log10(‖∂L/∂h_0‖ / ‖∂L/∂h_T−1‖) of the first recurrent layer (recurrent nets only); "
     "min_grad: smallest ‖∂L/∂W‖ at the last step; t_half: steps to half the first loss"
 )
 
@@ -120,7 +124,8 @@ def per_run_frame(
 def terminal_table(summary: pd.DataFrame, varying: Sequence[str]) -> str:
     """The summary as text that fits a terminal: varying keys, status and key metrics."""
     keys = list(varying) or ["run"]
-    shown = summary[[*keys, "status", *TERMINAL_COLUMNS]].rename(columns=TERMINAL_COLUMNS)
+    columns = [c for c in TERMINAL_COLUMNS if c not in RECURRENT_ONLY or summary[c].notna().any()]
+    shown = summary[[*keys, "status", *columns]].rename(columns=TERMINAL_COLUMNS)
     return shown.to_string(index=False, float_format=lambda v: f"{v:.3g}", max_rows=40, min_rows=20)
 
 
