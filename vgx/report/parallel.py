@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,24 @@ def mapper(runs: int) -> Iterator[Mapper]:
         yield pooled
 
 
-def render(path: Path, build: Callable[..., Figure], args: tuple[Any, ...]) -> Path:
-    """Build a figure and save it as PNG (a picklable job, so it can run in a worker)."""
-    build(*args).savefig(path, dpi=DPI)
-    return path
+@dataclass(frozen=True)
+class Drawn:
+    """A figure's file, or why it could not be drawn from what the runs hold."""
+
+    path: Path
+    error: str | None = None
+
+
+def render(path: Path, build: Callable[..., Figure], args: tuple[Any, ...]) -> Drawn:
+    """Build a figure and save it as PNG (a picklable job, so it can run in a worker).
+
+    A figure that fails on odd data (duplicated or foreign chunks, a sweep without metrics) is
+    reported, not raised: the report draws every other figure. OSError (disk full) still raises.
+    """
+    try:
+        build(*args).savefig(path, dpi=DPI)
+    except (ValueError, KeyError, IndexError, TypeError, ArithmeticError, RuntimeError) as err:
+        path.unlink(missing_ok=True)
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        return Drawn(path, f"{type(err).__name__}: {reason}")
+    return Drawn(path)
