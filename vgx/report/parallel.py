@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 PARALLEL_MIN_RUNS = 24  # below this, starting worker processes costs more than it saves
 MAX_WORKERS = 8
@@ -51,9 +52,28 @@ def render(path: Path, build: Callable[..., Figure], args: tuple[Any, ...]) -> D
     reported, not raised: the report draws every other figure. OSError (disk full) still raises.
     """
     try:
-        build(*args).savefig(path, dpi=DPI)
+        figure = build(*args)
+        plain_text(figure)
+        figure.savefig(path, dpi=DPI)
     except (ValueError, KeyError, IndexError, TypeError, ArithmeticError, RuntimeError) as err:
         path.unlink(missing_ok=True)
         reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
         return Drawn(path, f"{type(err).__name__}: {reason}")
     return Drawn(path)
+
+
+def plain_text(figure: Figure) -> None:
+    """Titles, labels and legends show `$` as typed: a run or sweep named `a$x^$` is no formula.
+
+    Tick labels keep mathtext (log axes label their ticks 10^k with it).
+    """
+    ticks = {
+        id(label)
+        for ax in figure.axes
+        for axis in (ax.xaxis, ax.yaxis)
+        for tick in (*axis.get_major_ticks(), *axis.get_minor_ticks())
+        for label in (tick.label1, tick.label2)
+    }
+    for text in figure.findobj(Text):
+        if id(text) not in ticks:
+            text.set_parse_math(False)
