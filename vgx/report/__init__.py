@@ -187,7 +187,9 @@ def _sorted_metas(
     skeleton = pd.DataFrame(
         [{**({SWEEP: sweep} if sweep else {}), "run": m.run, **m.config} for sweep, m in metas]
     )
-    varying = varying_keys(skeleton)
+    # A run whose config.yaml could not be read says nothing about what varies (else one torn
+    # file would make every key "varying"); it is still listed, as corrupt.
+    varying = varying_keys(skeleton[[bool(m.config) for _, m in metas]])
     order = sort_runs(skeleton.assign(_order=range(len(metas))), varying)["_order"]
     return [metas[i] for i in order], varying
 

@@ -87,9 +87,6 @@ def varying_keys(summary: pd.DataFrame) -> list[str]:
     Across sweeps only the keys every sweep has count: a key one sweep lacks altogether (another
     vgx version, an extra `+key=`) stays in the tables but the `sweep` column tells them apart."""
     keys = config_keys(summary)
-    # A run whose config.yaml could not be read has no config values: it says nothing about what
-    # varies (else one torn file would make every key "varying").
-    summary = summary[summary[keys].notna().any(axis=1)] if keys else summary
     if SWEEP in summary.columns:
         present = summary.groupby(SWEEP)[keys].count().gt(0).all()
         keys = [SWEEP, *(k for k in keys if present[k])]
