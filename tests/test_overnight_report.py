@@ -70,12 +70,11 @@ def test_report_ignores_foreign_files_and_reports_a_foreign_chunk_as_corrupt(cop
 
 def test_dollar_signs_in_run_names_are_drawn_as_text(copy, tmp_path):
     odd = tmp_path / "odd"
+    config = find_runs(copy)[0].config.read_text()  # one config: titles are the run names
     for i, run in enumerate(find_runs(copy)):
         shutil.copytree(run.path, odd / f"r{i}$\\frac{{$x")
-        (odd / f"r{i}$\\frac{{$x" / "config.yaml").write_text(
-            (find_runs(copy)[0].config).read_text()
-        )
-    code, out, err = report_of(odd)
+        (odd / f"r{i}$\\frac{{$x" / "config.yaml").write_text(config)
+    code, out, _ = report_of(odd)
     assert code == 0 and "not drawn" not in out, out
     assert all((odd / "report" / png).exists() for png in PNGS)
 
