@@ -6,6 +6,7 @@ with exit code 2 (`--debug` shows the traceback instead).
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import textwrap
@@ -47,6 +48,9 @@ VGX_FLAGS = {
 JOB_WORDS: list[str] = []
 
 register_configs()
+# A log line that cannot be written (disk full) must not print a traceback of its own: the run's
+# status.json and the tally say what happened.
+logging.raiseExceptions = False
 OmegaConf.register_new_resolver("vgx_subdir", safe_name, replace=True)
 
 
@@ -180,10 +184,12 @@ def cmd_sweep(args: list[str]) -> int:
     with SweepProgress(sweep_dir, plan.total, invocation):
         call_hydra(hydra_args)
     counts = read_progress(sweep_dir, invocation)
-    print(f"sweep {sweep_dir}: " + ", ".join(f"{counts[s]} {s}" for s in TALLY))
+    unrecorded = plan.total - sum(counts.values())  # a job that could not even log (disk full)
+    lost = f", {unrecorded} not recorded" if unrecorded > 0 else ""
+    print(f"sweep {sweep_dir}: " + ", ".join(f"{counts[s]} {s}" for s in TALLY) + lost)
     if "--no-report" not in flags:
         write_report(sweep_dir)
-    return EXIT_FAILED if counts[FAILED] else 0
+    return EXIT_FAILED if counts[FAILED] or unrecorded > 0 else 0
 
 
 def write_report(sweep_dir: Path) -> None:

@@ -26,6 +26,7 @@ from vgx.schema import SCHEMA_VERSION
 from vgx.status import CORRUPT, RUN_STATES
 
 EVENT_FILES = "events.out.tfevents.*"  # TensorBoard's event files (vgx/tensorboard.py)
+MIN_FREE_BYTES = 64 << 10  # a tiny run's small files alone take ~20 KiB: below this, do not start
 
 
 def writable_dir(path: Path, what: str) -> None:
@@ -37,6 +38,10 @@ def writable_dir(path: Path, what: str) -> None:
         raise EnvironmentProblem(f"{what}={path}: {found} is a file, not a directory")
     if not os.access(found, os.W_OK | os.X_OK):
         raise EnvironmentProblem(f"{what}={path}: {found} is not writable")
+    space = os.statvfs(found)
+    free = space.f_bavail * space.f_frsize
+    if free < MIN_FREE_BYTES:
+        raise EnvironmentProblem(f"{what}={path}: disk full ({free // 1024} KiB free in {found})")
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from vgx.data import Dataset, batches, load_dataset
 from vgx.environment import default_threads, environment
-from vgx.errors import ConfigError
+from vgx.errors import ConfigError, environment_message
 from vgx.interrupts import sigterm_interrupts
 from vgx.loggers import open_sink
 from vgx.models import build_model, fit_data
@@ -74,7 +74,12 @@ def execute(cfg: DictConfig, run_dir: Path, redo: bool = False) -> tuple[str, st
     """
     run = RunDir(Path(run_dir))
     lock = RunLock(run.path)
-    if not lock.acquire():
+    try:
+        acquired = lock.acquire()
+    except OSError as err:  # disk full, read-only: nothing can be written, not even a status
+        log.error("cannot start %s: %s", run.path, environment_message(err))
+        return FAILED, FAILED
+    if not acquired:
         log.warning("%s is busy: trained by %s", run.path, describe(lock.owner))
         return run.read_status()["status"], BUSY
     with lock:
@@ -129,7 +134,11 @@ def _record_failure(run: RunDir, digest: str, err: BaseException) -> None:
     message = f"{type(err).__name__}: {err}".splitlines()[0]
     with contextlib.suppress(OSError):  # disk full: the status below still fits (store.py)
         atomic_write_text(run.error_file, traceback.format_exc())
-    run.write_status(FAILED, config_hash=digest, message=message)
+    try:
+        run.write_status(FAILED, config_hash=digest, message=message)
+    except OSError as second:  # a new run on a full disk: there is no status file to reuse
+        log.error("failed: %s; its status cannot be written: %s", message, second)
+        return
     log.error("failed: %s (traceback in %s)", message, run.error_file)
 
 

@@ -121,8 +121,9 @@ class RunLock:
             os.close(fd)
             log.info("flock unavailable in %s (%s): using a lease", self.run_dir, err)
             return None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(self._identity()).encode(), 0)
+        with contextlib.suppress(OSError):  # who holds it is for messages only (disk full)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(self._identity()).encode(), 0)
         self._fd, self.kind = fd, "flock"
         return True
 
