@@ -132,3 +132,12 @@ def test_report_varying_keys_leave_out_a_run_with_an_unreadable_config(copy):
     code, out, _ = report_of(copy)
     assert code == 0
     assert "(varying: none)" in out
+
+
+def test_report_names_a_run_with_a_truncated_hist_chunk_as_corrupt(copy):
+    run = find_runs(copy)[0]
+    chunk = chunk_files(run.metrics_dir, "hist")[0]
+    chunk.write_bytes(chunk.read_bytes()[: chunk.stat().st_size // 2])
+    code, out, _ = report_of(copy)
+    assert code == 0
+    assert f"warning: {run.path.name}: corrupt: unreadable hist metrics: {chunk.name}" in out
