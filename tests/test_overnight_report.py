@@ -141,3 +141,12 @@ def test_report_names_a_run_with_a_truncated_hist_chunk_as_corrupt(copy):
     code, out, _ = report_of(copy)
     assert code == 0
     assert f"warning: {run.path.name}: corrupt: unreadable hist metrics: {chunk.name}" in out
+
+
+def test_two_reports_built_at_once_both_succeed_and_leave_one_whole_report(copy):
+    first, second = (start_vgx("report", str(copy), cwd=copy.parent) for _ in range(2))
+    for process in (first, second):
+        _, err = process.communicate(timeout=240)
+        assert process.returncode == 0, err
+    assert all((copy / "report" / png).exists() for png in PNGS)
+    assert [p.name for p in copy.iterdir() if p.name.startswith(".report")] == []

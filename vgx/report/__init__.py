@@ -5,6 +5,7 @@ Reads run directories (never writes in them) and writes only under the report di
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -17,7 +18,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from vgx.errors import VgxError
+from vgx.errors import EnvironmentProblem, VgxError
 from vgx.report.collect import Heatmap, RunMeta, read_meta, read_run_metrics
 from vgx.report.heatmap import heatmap_figure, pick
 from vgx.report.histogram_plots import histogram_figures
@@ -81,14 +82,12 @@ def _swapped_in(sources: list[tuple[str | None, Path]], out: Path, echo: bool) -
     work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
         report = _report(sources, work, out)
-        aside = work.with_suffix(".old")
-        if out.exists():
-            os.rename(out, aside)
-        os.rename(work, out)
+        asides = _swap(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    shutil.rmtree(aside, ignore_errors=True)
+    for aside in asides:
+        shutil.rmtree(aside, ignore_errors=True)
     report.paths = [out / p.name for p in report.paths]
     if echo:
         _echo(report, sources)
@@ -103,6 +102,26 @@ def sweep_labels(dirs: Sequence[Path]) -> list[str]:
         if len(set(labels)) == len(labels):
             return labels
     return [f"{p[-1]}#{i + 1}" for i, p in enumerate(parts)]  # the same directory twice
+
+
+def _swap(work: Path, out: Path, tries: int = 5) -> list[Path]:
+    """Rename the old report aside and `work` in its place; returns what was put aside.
+
+    Another build swapping in between our two renames makes the second fail (the name is taken
+    again): that report is put aside too, and the newest build wins.
+    """
+    asides: list[Path] = []
+    for attempt in range(tries):
+        if out.exists():
+            asides.append(work.with_name(f"{work.stem}.old{attempt}"))
+            os.rename(out, asides[-1])
+        try:
+            os.rename(work, out)
+            return asides
+        except OSError as err:
+            if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+    raise EnvironmentProblem(f"cannot swap the new report into {out}: it keeps being replaced")
 
 
 def _report(sources: list[tuple[str | None, Path]], work: Path, out: Path) -> Report:
