@@ -7,7 +7,7 @@ TORCH  := torch==2.13.0
 PIP    := $(BIN)/pip install --quiet --disable-pip-version-check
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test smoke lint format bench reproduce clean
+.PHONY: help venv demo test stress smoke lint format bench reproduce clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,6 +26,10 @@ demo: $(STAMP)  ## default sweep: MLP on digits, depth x activation, then the re
 
 test: $(STAMP)  ## all tests
 	$(BIN)/pytest
+
+stress: $(STAMP)  ## overnight attacks (kill, two sweeps at once, dead worker): 2-round test, then 20 rounds
+	$(BIN)/pytest -m slow
+	$(BIN)/python scripts/stress_overnight.py --rounds 20
 
 smoke: $(STAMP)  ## a tiny sweep plus report, seconds
 	$(BIN)/vgx sweep depth=2,3 act=sigmoid,relu steps=5 hydra.sweep.dir=outputs/smoke --redo

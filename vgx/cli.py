@@ -6,6 +6,7 @@ with exit code 2 (`--debug` shows the traceback instead).
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import textwrap
@@ -29,12 +30,13 @@ from hydra.core.plugins import Plugins
 
 from hydra_plugins.vgx_launchers.vgx_local import VgxLocalLauncher
 from vgx.config import register_configs
-from vgx.errors import VgxError
+from vgx.errors import EnvironmentProblem, VgxError, environment_message
 from vgx.interrupts import sigterm_interrupts
-from vgx.status import DIVERGED, FAILED, INTERRUPTED, INVALID, SKIPPED, TALLY
-from vgx.store import RunDir, atomic_write_text
+from vgx.status import BUSY, DIVERGED, FAILED, INTERRUPTED, INVALID, SKIPPED, TALLY
+from vgx.store import RunDir, atomic_write_text, writable_dir
+from vgx.sweep.manifest import write_manifest
 from vgx.sweep.names import identity_name, safe_name
-from vgx.sweep.progress import read_progress, record_progress, reset_progress
+from vgx.sweep.progress import new_invocation, read_progress, record_progress
 
 CONFIG_MODULE = "vgx.configs"
 RUNS_ROOT = Path("outputs/runs")
@@ -52,8 +54,14 @@ VGX_FLAGS = {
     "write outside the sweep directory (see README, Security)",
 }
 
+# The tally word of each job this process ran (`vgx run` reads its one job's word here).
+JOB_WORDS: list[str] = []
+
 register_configs()
 Plugins.instance().register(VgxLocalLauncher)  # Hydra's plugin scan misses editable installs
+# A log line that cannot be written (disk full) must not print a traceback of its own: the run's
+# status.json and the tally say what happened.
+logging.raiseExceptions = False
 OmegaConf.register_new_resolver("vgx_subdir", safe_name, replace=True)
 
 
@@ -66,13 +74,14 @@ def hydra_task(cfg: DictConfig) -> str:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     sweep_dir = Path(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None
     try:
-        status, reused = execute(cfg, run_dir, redo=os.environ.get("VGX_REDO") == "1")
+        status, word = execute(cfg, run_dir, redo=os.environ.get("VGX_REDO") == "1")
     except KeyboardInterrupt:
         if sweep_dir:
             record_progress(sweep_dir, run_dir.name, INTERRUPTED)
         raise
     if sweep_dir:
-        record_progress(sweep_dir, run_dir.name, SKIPPED if reused else status)
+        record_progress(sweep_dir, run_dir.name, word)
+    JOB_WORDS.append(word)
     return status
 
 
@@ -139,8 +148,14 @@ def cmd_run(args: list[str]) -> int:
         os.environ["VGX_REDO"] = "1"
     run = RunDir(Path(run_dir))
     before = run.read_status() if run.exists() else None
+    no_run = bool(set(hydra_args) & HYDRA_NO_RUN_FLAGS)
+    if not no_run:
+        writable_dir(Path(run_dir), "hydra.run.dir")
+    JOB_WORDS.clear()
     call_hydra(hydra_args)
-    if not run.exists() or set(hydra_args) & HYDRA_NO_RUN_FLAGS:
+    if JOB_WORDS == [BUSY]:
+        raise EnvironmentProblem(f"{run.path} is busy: another live vgx process is training it")
+    if not run.exists() or no_run:
         return 0  # --cfg, --info and friends print and do not run
     status = run.read_status()
     if status == before:
@@ -169,7 +184,7 @@ def check_combination(overrides: list[str]) -> None:
 
 def cmd_sweep(args: list[str]) -> int:
     """Hydra multirun over the Cartesian product, then the tally and the report."""
-    from vgx.sweep.plan import plan_sweep
+    from vgx.sweep.plan import plan_sweep, sweep_jobs
 
     hydra_args, overrides, flags = split_args(args)
     check_safety(overrides, flags)
@@ -187,15 +202,22 @@ def cmd_sweep(args: list[str]) -> int:
     os.environ["VGX_PARALLEL_JOBS"] = str(plan.parallel_jobs)
     if "--redo" in flags:
         os.environ["VGX_REDO"] = "1"
-    reset_progress(sweep_dir)
+    writable_dir(sweep_dir, "hydra.sweep.dir")
+    try:
+        write_manifest(sweep_dir, overrides, sweep_jobs(overrides))
+    except OSError as err:
+        raise EnvironmentProblem(f"cannot write the manifest of {sweep_dir}: {err}") from None
+    invocation = new_invocation()
     print(f"sweep: {plan.total} runs into {sweep_dir} ({plan.launcher} launcher)", file=sys.stderr)
-    with local_pool(plan), SweepProgress(sweep_dir, plan.total):
+    with local_pool(plan), SweepProgress(sweep_dir, plan.total, invocation):
         call_hydra(hydra_args)
-    counts = read_progress(sweep_dir)
-    print(f"sweep {sweep_dir}: " + ", ".join(f"{counts[s]} {s}" for s in TALLY))
+    counts = read_progress(sweep_dir, invocation)
+    unrecorded = plan.total - sum(counts.values())  # a job that could not even log (disk full)
+    lost = f", {unrecorded} not recorded" if unrecorded > 0 else ""
+    print(f"sweep {sweep_dir}: " + ", ".join(f"{counts[s]} {s}" for s in TALLY) + lost)
     if "--no-report" not in flags:
         write_report(sweep_dir)
-    return EXIT_FAILED if counts[FAILED] else 0
+    return EXIT_FAILED if counts[FAILED] or unrecorded > 0 else 0
 
 
 def local_pool(plan: SweepPlan) -> AbstractContextManager[object]:
@@ -227,14 +249,14 @@ def write_report(sweep_dir: Path) -> None:
 class SweepProgress:
     """A sweep-level bar (runs finished / total, failures, ETA) fed by the progress log."""
 
-    def __init__(self, sweep_dir: Path, total: int, interval: float = 0.5) -> None:
-        self.sweep_dir, self.interval = sweep_dir, interval
+    def __init__(self, sweep_dir: Path, total: int, invocation: str, interval: float = 0.5) -> None:
+        self.sweep_dir, self.invocation, self.interval = sweep_dir, invocation, interval
         self.bar = tqdm(total=total, desc="sweep", unit="run", position=0, dynamic_ncols=True)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
     def _refresh(self) -> None:
-        counts = read_progress(self.sweep_dir)
+        counts = read_progress(self.sweep_dir, self.invocation)
         finished = sum(counts.values())
         self.bar.set_postfix(failed=counts[FAILED], diverged=counts[DIVERGED], refresh=False)
         self.bar.update(finished - self.bar.n)
@@ -402,10 +424,19 @@ def main(argv: list[str] | None = None) -> int:
         if "--debug" in argv:
             raise
         print(f"vgx: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_FAILED if isinstance(err, EnvironmentProblem) else EXIT_USAGE
     except KeyboardInterrupt:
         print("vgx: interrupted; run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `vgx list | head -1`: the reader left; stop writing, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("vgx: error: output closed early (broken pipe)", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as err:  # disk full, read-only, a file in place of a directory
+        if "--debug" in argv:
+            raise
+        print(f"vgx: error: {environment_message(err)}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

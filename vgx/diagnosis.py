@@ -393,10 +393,12 @@ class SweepDiagnosis:
     path: Path
     runs: list[RunDiagnosis]
     rankings: list[Ranking]
+    left_out: list[str] = field(default_factory=list)  # runs not diagnosed, with the reason
 
     def __str__(self) -> str:
         lines = [f"{len(self.runs)} runs in {self.path}"]
         lines += [str(run) for run in self.runs]
+        lines += [f"not diagnosed: {why}" for why in self.left_out]
         remedies: dict[tuple[str, str], Remedy] = {}
         for run in self.runs:
             for remedy in [*run.init.remedies, *run.end.remedies]:
@@ -445,7 +447,7 @@ def diagnose_runs(path: Path) -> SweepDiagnosis:
         )
     spans = {run.run: run.init.time_span for run in runs}
     rankings = [_rank(summary, key, spans) for key in REMEDY_KEYS if key in varying]
-    return SweepDiagnosis(Path(path), runs, rankings)
+    return SweepDiagnosis(Path(path), runs, rankings, tables.left_out)
 
 
 def main_text(path: Path) -> str:

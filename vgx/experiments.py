@@ -82,6 +82,7 @@ class SweepTables:
         config_keys: tuple[str, ...] = (),
     ) -> None:
         self.summary, self.layers = summary, layers
+        self.left_out: list[str] = []  # runs not in the tables, each with the reason
         self.times = times if times is not None else pd.DataFrame(columns=["run", "stage", "t"])
         self.config_keys = config_keys  # the summary's flattened config columns, when known
 
@@ -563,17 +564,24 @@ def sweep_tables(sweep_dir: Path) -> SweepTables:
     """The tables of every run below `sweep_dir` (a run or a sweep), read from the runs' files."""
     from vgx.report.collect import read_meta, read_run_metrics
 
-    summaries, layers, times, keys = [], [], [], {}
+    summaries, layers, times, keys, left_out = [], [], [], {}, []
     for run in find_runs(Path(sweep_dir)):
-        meta, metrics = read_meta(run, Path(sweep_dir)), read_run_metrics(run.path)
+        meta = read_meta(run, Path(sweep_dir))
+        if not meta.config:  # unreadable or missing config.yaml: nothing to judge it by
+            left_out.append(f"{meta.run}: {'; '.join(meta.errors + meta.notes)}")
+            continue
+        metrics = read_run_metrics(run.path)
         ids = {"run": meta.run}
         summaries.append({**ids, "status": meta.record["status"], **meta.config, **metrics.row})
         layers.append(metrics.layers.assign(**ids))
         times.append(metrics.time.assign(**ids))
         keys.update(dict.fromkeys(meta.config))
     if not summaries:
-        raise VgxError(f"no run directories (status.json) below {sweep_dir}")
-    return SweepTables(pd.DataFrame(summaries), pd.concat(layers), pd.concat(times), tuple(keys))
+        why = f" with a readable config.yaml ({'; '.join(left_out)})" if left_out else ""
+        raise VgxError(f"no run directories (status.json){why} below {sweep_dir}")
+    tables = SweepTables(pd.DataFrame(summaries), pd.concat(layers), pd.concat(times), tuple(keys))
+    tables.left_out = left_out
+    return tables
 
 
 def verdict_for_sweep(sweep_dir: Path) -> Verdict | None:

@@ -6,6 +6,7 @@ written to a temporary name and renamed; metrics go to one Parquet file per chun
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -20,11 +21,27 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vgx.errors import VgxError
+from vgx.errors import EnvironmentProblem, VgxError
 from vgx.schema import SCHEMA_VERSION
 from vgx.status import CORRUPT, RUN_STATES
 
 EVENT_FILES = "events.out.tfevents.*"  # TensorBoard's event files (vgx/tensorboard.py)
+MIN_FREE_BYTES = 64 << 10  # a tiny run's small files alone take ~20 KiB: below this, do not start
+
+
+def writable_dir(path: Path, what: str) -> None:
+    """Fail in one line, before anything starts, when `path` cannot be a writable directory."""
+    found = Path(path)
+    while not found.exists() and found.parent != found:  # the first existing ancestor decides
+        found = found.parent
+    if not found.is_dir():
+        raise EnvironmentProblem(f"{what}={path}: {found} is a file, not a directory")
+    if not os.access(found, os.W_OK | os.X_OK):
+        raise EnvironmentProblem(f"{what}={path}: {found} is not writable")
+    space = os.statvfs(found)
+    free = space.f_bavail * space.f_frsize
+    if free < MIN_FREE_BYTES:
+        raise EnvironmentProblem(f"{what}={path}: disk full ({free // 1024} KiB free in {found})")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -41,6 +58,21 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def overwrite_in_place(path: Path, text: str) -> None:
+    """Rewrite an existing small file's bytes where they are, when no new file can be made.
+
+    The last resort on a full disk (a run must still say `failed` and why): the text is padded
+    with spaces to the old length, so no block is freed and none is needed while it fits.
+    Not atomic: used only after the atomic write failed.
+    """
+    with open(path, "r+b") as handle:
+        old_size = handle.seek(0, os.SEEK_END)
+        handle.seek(0)
+        handle.write(text.encode("utf-8").ljust(old_size))
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def atomic_write_json(path: Path, obj: Mapping[str, Any]) -> None:
@@ -114,7 +146,13 @@ class RunDir:
         if status not in RUN_STATES:
             raise ValueError(f"unknown status {status!r}")
         record = {"status": status, "updated": time.time(), "schema_version": SCHEMA_VERSION}
-        atomic_write_json(self.status_file, {**record, **fields})
+        text = json.dumps({**record, **fields}, indent=2, sort_keys=True, default=str) + "\n"
+        try:
+            atomic_write_text(self.status_file, text)
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT) or not self.status_file.exists():
+                raise
+            overwrite_in_place(self.status_file, text)
 
     def read_summary(self) -> dict[str, Any]:
         return read_json(self.summary_file)
@@ -126,9 +164,13 @@ class RunDir:
         return read_metrics(self.metrics_dir, table, columns)
 
     def clear_results(self) -> None:
-        """Remove what an earlier attempt left, before the run is redone from step 0."""
-        for chunk in self.metrics_dir.glob("*.parquet"):
-            chunk.unlink()
+        """Remove what an earlier attempt left, before the run is redone from step 0.
+
+        Only the run's lock holder calls this (vgx/run/lock.py): the earlier writer is dead, so
+        its chunks and half-written temporary files are this owner's to remove.
+        """
+        for chunk in [*self.metrics_dir.glob("*.parquet"), *self.metrics_dir.glob(".*.tmp")]:
+            chunk.unlink(missing_ok=True)
         for events in self.tensorboard_dir.glob(EVENT_FILES):  # else TensorBoard shows both tries
             events.unlink()
         for stale in (self.summary_file, self.error_file, self.layers_file):
@@ -208,9 +250,14 @@ class MetricsWriter:
         index = self._next_chunk(table)
         self.metrics_dir.mkdir(parents=True, exist_ok=True)
         final = self.metrics_dir / f"{table}-{index:05d}.parquet"
-        tmp = final.with_name(f".{final.name}.tmp")
-        pq.write_table(pa.table(columns), tmp)
-        os.replace(tmp, final)
+        fd, tmp = tempfile.mkstemp(dir=self.metrics_dir, prefix=f".{final.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            pq.write_table(pa.table(columns), tmp)
+            os.replace(tmp, final)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def _next_chunk(self, table: str) -> int:
         if table not in self._chunks:

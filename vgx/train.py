@@ -7,6 +7,7 @@ recorded as `interrupted` and re-raised so the sweep stops and can be resumed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -27,13 +28,26 @@ from tqdm.auto import tqdm
 from vgx.config import EXECUTION_KEYS
 from vgx.data import Dataset, batches, load_dataset
 from vgx.environment import default_threads, environment
-from vgx.errors import ConfigError
+from vgx.errors import ConfigError, environment_message
 from vgx.interrupts import sigterm_interrupts
 from vgx.loggers import open_sink
 from vgx.models import build_model, fit_data
 from vgx.optim import make_optimizer, make_schedule, resolve_device
 from vgx.probe import GradientProbe, Sink
-from vgx.status import DIVERGED, DONE, FAILED, FINAL, INTERRUPTED, INVALID, RUNNING
+from vgx.run.lock import RunLock, describe
+from vgx.run.verify import verify_run
+from vgx.status import (
+    BUSY,
+    DIVERGED,
+    DONE,
+    FAILED,
+    FINAL,
+    INTERRUPTED,
+    INVALID,
+    REPAIRED,
+    RUNNING,
+    SKIPPED,
+)
 from vgx.store import MetricsWriter, RunDir, atomic_write_json, atomic_write_text
 from vgx.summary import gradient_summary
 from vgx.validate import check_config
@@ -49,41 +63,81 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def execute(cfg: DictConfig, run_dir: Path, redo: bool = False) -> tuple[str, bool]:
+def execute(cfg: DictConfig, run_dir: Path, redo: bool = False) -> tuple[str, str]:
     """Run `cfg` into `run_dir` unless an identical run already finished there.
 
-    Returns the run's status and whether it was reused (skipped) instead of run.
+    Returns the run's status and the word for the sweep's tally: the status when it ran,
+    `skipped` when an identical finished run verified, `repaired` when a `done` run that did not
+    verify was redone, `busy elsewhere` when another live process owns the run (then untouched).
     """
     run = RunDir(Path(run_dir))
+    lock = RunLock(run.path)
+    try:
+        acquired = lock.acquire()
+    except OSError as err:  # disk full, read-only: nothing can be written, not even a status
+        log.error("cannot start %s: %s", run.path, environment_message(err))
+        return FAILED, FAILED
+    if not acquired:
+        log.warning("%s is busy: trained by %s", run.path, describe(lock.owner))
+        return run.read_status()["status"], BUSY
+    with lock:
+        return _execute_locked(cfg, run, redo)
+
+
+def _execute_locked(cfg: DictConfig, run: RunDir, redo: bool) -> tuple[str, str]:
     digest = config_hash(cfg)
+    repairing = False
     if run.exists() and not redo:
         previous = run.read_status()
         if previous["status"] in FINAL and previous.get("config_hash") == digest:
-            log.info("skipping %s: already %s", run.path, previous["status"])
-            return previous["status"], True
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.clear_results()
-    atomic_write_text(run.config, OmegaConf.to_yaml(cfg, resolve=True))
-    run.write_status(RUNNING, config_hash=digest)
+            problems = verify_run(run) if previous["status"] == DONE else []
+            if not problems:
+                log.info("skipping %s: already %s", run.path, previous["status"])
+                return previous["status"], SKIPPED
+            log.warning("redoing %s: %s", run.path, "; ".join(problems))
+            repairing = True
+    status = _train_into(cfg, run, digest)
+    return status, REPAIRED if repairing and status == DONE else status
+
+
+def _train_into(cfg: DictConfig, run: RunDir, digest: str) -> str:
+    """Train from step 0 into `run` (which this process owns) and record how it ended."""
+    try:
+        run.clear_results()
+        atomic_write_text(run.config, OmegaConf.to_yaml(cfg, resolve=True))
+        run.write_status(RUNNING, config_hash=digest)
+    except OSError as err:  # disk full, read-only: the run cannot even start
+        _record_failure(run, digest, err)
+        return FAILED
     try:
         with sigterm_interrupts():
             check_config(cfg)
             outcome = train(cfg, run)
+        run.write_status(outcome.status, config_hash=digest, **outcome.status_fields())
     except ConfigError as err:
         run.write_status(INVALID, config_hash=digest, message=str(err))
         log.warning("invalid: %s", err)
-        return INVALID, False
+        return INVALID
     except KeyboardInterrupt as err:
         run.write_status(INTERRUPTED, config_hash=digest, message=str(err) or "interrupted")
         raise
     except Exception as err:  # any bug or resource error: recorded, the sweep goes on
+        _record_failure(run, digest, err)
+        return FAILED
+    return outcome.status
+
+
+def _record_failure(run: RunDir, digest: str, err: BaseException) -> None:
+    """Mark the run `failed` with the reason; with the disk full, at least the status line."""
+    message = f"{type(err).__name__}: {err}".splitlines()[0]
+    with contextlib.suppress(OSError):  # disk full: the status below still fits (store.py)
         atomic_write_text(run.error_file, traceback.format_exc())
-        message = f"{type(err).__name__}: {err}".splitlines()[0]
+    try:
         run.write_status(FAILED, config_hash=digest, message=message)
-        log.error("failed: %s (traceback in %s)", message, run.error_file)
-        return FAILED, False
-    run.write_status(outcome.status, config_hash=digest, **outcome.status_fields())
-    return outcome.status, False
+    except OSError as second:  # a new run on a full disk: there is no status file to reuse
+        log.error("failed: %s; its status cannot be written: %s", message, second)
+        return
+    log.error("failed: %s (traceback in %s)", message, run.error_file)
 
 
 @dataclass

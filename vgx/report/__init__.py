@@ -5,6 +5,10 @@ Reads run directories (never writes in them) and writes only under the report di
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -14,7 +18,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from vgx.errors import VgxError
+from vgx.errors import EnvironmentProblem, VgxError
 from vgx.report.collect import Heatmap, RunMeta, read_meta, read_run_metrics
 from vgx.report.heatmap import heatmap_figure, pick
 from vgx.report.histogram_plots import histogram_figures
@@ -34,7 +38,7 @@ from vgx.report.tables import (
 )
 from vgx.report.theory_overlay import predicted_lines
 from vgx.status import DONE
-from vgx.store import find_runs
+from vgx.store import find_runs, writable_dir
 
 MAX_WARNINGS = 20  # warning lines printed; the rest are in summary.csv (status, message)
 
@@ -54,13 +58,40 @@ def build_report(sweep_dir: Path, out_dir: Path | None = None, echo: bool = True
     """Tables and plots for every run below `sweep_dir`, written to `out_dir` (sweep/report)."""
     sweep_dir = Path(sweep_dir)
     out = Path(out_dir) if out_dir is not None else sweep_dir / "report"
-    return _report([(None, sweep_dir)], out, echo)
+    return _swapped_in([(None, sweep_dir)], out, echo)
 
 
 def compare(dirs: Sequence[Path], out_dir: Path, echo: bool = True) -> Report:
     """The same report over several sweeps, with a `sweep` column and the sweeps side by side."""
     dirs = [Path(d) for d in dirs]
-    return _report(list(zip(sweep_labels(dirs), dirs, strict=True)), Path(out_dir), echo)
+    return _swapped_in(list(zip(sweep_labels(dirs), dirs, strict=True)), Path(out_dir), echo)
+
+
+def _swapped_in(sources: list[tuple[str | None, Path]], out: Path, echo: bool) -> Report:
+    """Build the report in a sibling temporary directory, then swap it in for the old one.
+
+    A kill at any moment leaves the old report or the new one whole (plus, at worst, a hidden
+    `.NAME.*` sibling), never a mix; each build has its own temporary name, so two builds at
+    once never write into each other's files.
+    """
+    writable_dir(out, "the report directory")
+    for _, root in sources:
+        if not root.is_dir():
+            raise VgxError(f"{'not a directory' if root.exists() else 'no such directory'}: {root}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        report = _report(sources, work, out)
+        asides = _swap(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    for aside in asides:
+        shutil.rmtree(aside, ignore_errors=True)
+    report.paths = [out / p.name for p in report.paths]
+    if echo:
+        _echo(report, sources)
+    return report
 
 
 def sweep_labels(dirs: Sequence[Path]) -> list[str]:
@@ -73,7 +104,31 @@ def sweep_labels(dirs: Sequence[Path]) -> list[str]:
     return [f"{p[-1]}#{i + 1}" for i, p in enumerate(parts)]  # the same directory twice
 
 
-def _report(sources: list[tuple[str | None, Path]], out: Path, echo: bool) -> Report:
+def _swap(work: Path, out: Path, tries: int = 5) -> list[Path]:
+    """Rename the old report aside and `work` in its place; returns what was put aside.
+
+    Another build swapping in between our two renames makes the second fail (the name is taken
+    again): that report is put aside too, and the newest build wins.
+    """
+    asides: list[Path] = []
+    for attempt in range(tries):
+        if out.exists():
+            asides.append(work.with_name(f"{work.stem}.old{attempt}"))
+            os.rename(out, asides[-1])
+        try:
+            os.rename(work, out)
+            return asides
+        except OSError as err:
+            if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+    raise EnvironmentProblem(f"cannot swap the new report into {out}: it keeps being replaced")
+
+
+def _report(sources: list[tuple[str | None, Path]], work: Path, out: Path) -> Report:
+    """Every table and figure of the report, written into `work` (runs under `out` are not read).
+
+    A figure that cannot be drawn from what the runs hold is left out and listed, never raised.
+    """
     metas, varying = _sorted_metas(_read_metas(sources, out))
     heat = pick(len(metas))
     flags = [False] * len(metas)
@@ -87,29 +142,30 @@ def _report(sources: list[tuple[str | None, Path]], out: Path, echo: bool) -> Re
             name: per_run_frame(summary, [getattr(r, name) for r in metrics], varying)
             for name in ("layers", "loss", "accuracy", "time")
         }
-        out.mkdir(parents=True, exist_ok=True)
-        summary.to_csv(out / "summary.csv", index=False)
-        frames["layers"].to_csv(out / "layers.csv", index=False)
-        paths = [out / "summary.csv", out / "layers.csv"]
+        summary.to_csv(work / "summary.csv", index=False)
+        frames["layers"].to_csv(work / "layers.csv", index=False)
+        paths = [work / "summary.csv", work / "layers.csv"]
         titles = [_run_title(row, varying) for _, row in summary.iterrows()]
         if len(heat) < len(summary):
-            paths.append(out / "heatmap_left_out.txt")
+            paths.append(work / "heatmap_left_out.txt")
             left_out = [t for t, shown in zip(titles, flags, strict=True) if not shown]
             paths[-1].write_text("".join(f"{t}\n" for t in left_out))
         maps = [(titles[i], metrics[i].heatmap) for i in heat]
         jobs = _figures(summary, frames, varying, maps)
-        pngs = [out / f"{name}.png" for name in jobs]
-        paths += map_(render, pngs, [b for b, _ in jobs.values()], [a for _, a in jobs.values()])
-    paths += histogram_figures(out, [m.path for _, m in metas], titles)
+        pngs = [work / f"{name}.png" for name in jobs]
+        drawn = list(
+            map_(render, pngs, [b for b, _ in jobs.values()], [a for _, a in jobs.values()])
+        )
+    drawn += histogram_figures(work, [m.path for _, m in metas], titles)
     warnings = [
         _warning(row, r.notes)
         for (_, row), r in zip(summary.iterrows(), metrics, strict=True)
         if row["status"] != DONE or r.notes
     ]
+    warnings += [f"warning: not drawn: {d.path.name}: {d.error}" for d in drawn if d.error]
+    paths += [d.path for d in drawn if not d.error]
     report = Report(summary, frames["layers"], paths, varying, warnings)
-    report.paths.append(write_html(report, out, ", ".join(str(root) for _, root in sources)))
-    if echo:
-        _echo(report, sources)
+    report.paths.append(write_html(report, work, ", ".join(str(root) for _, root in sources)))
     return report
 
 
@@ -152,7 +208,9 @@ def _sorted_metas(
     skeleton = pd.DataFrame(
         [{**({SWEEP: sweep} if sweep else {}), "run": m.run, **m.config} for sweep, m in metas]
     )
-    varying = varying_keys(skeleton)
+    # A run whose config.yaml could not be read says nothing about what varies (else one torn
+    # file would make every key "varying"); it is still listed, as corrupt.
+    varying = varying_keys(skeleton[[bool(m.config) for _, m in metas]])
     order = sort_runs(skeleton.assign(_order=range(len(metas))), varying)["_order"]
     return [metas[i] for i in order], varying
 
@@ -163,8 +221,6 @@ def _read_metas(
     """The runs of every source directory (never those under the report directory)."""
     metas = []
     for sweep, root in sources:
-        if not root.is_dir():
-            raise VgxError(f"{'not a directory' if root.exists() else 'no such directory'}: {root}")
         runs = [r for r in find_runs(root) if not r.path.resolve().is_relative_to(out.resolve())]
         if not runs:
             raise VgxError(f"no run directories (status.json) below {root}")

@@ -16,13 +16,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
 
 from vgx.config import flatten
 from vgx.errors import VgxError
 from vgx.schema import upgrade, version_of
 from vgx.status import CORRUPT
-from vgx.store import RunDir
+from vgx.store import RunDir, chunk_files
 from vgx.summary import gradient_summary
 
 LAYER_METRICS = ("grad_norm", "act_grad_norm", "update_ratio", "saturated", "dead")
@@ -100,6 +102,7 @@ def read_run_metrics(path: Path, heatmap: bool = False) -> RunMetrics:
         "evals": _read(run, "evals", ["step", "loss", "accuracy"], errors),
         "time": _read_time(run, errors),
     }
+    _check_footers(run, "hist", errors)  # histograms are read for figures only: check them here
     layer_table = _read_layer_table(run, errors)
     layers, steps, evals = tables["layers"], tables["steps"], tables["evals"]
     notes = [] if any(len(t) for t in tables.values()) else ["no metrics recorded"]
@@ -142,6 +145,15 @@ def _read(run: RunDir, table: str, columns: list[str], errors: list[str]) -> pd.
     except VgxError as err:
         errors.append(f"unreadable {table} metrics: {_one_line(err)}")
         return pd.DataFrame(columns=columns)
+
+
+def _check_footers(run: RunDir, table: str, errors: list[str]) -> None:
+    """A torn chunk of a table the report does not read whole is still named (footers only)."""
+    for chunk in chunk_files(run.metrics_dir, table):
+        try:
+            pq.read_metadata(chunk)
+        except (OSError, pa.ArrowException) as err:
+            errors.append(f"unreadable {table} metrics: {chunk.name}: {_one_line(err)}")
 
 
 def _read_layer_table(run: RunDir, errors: list[str]) -> pd.DataFrame:

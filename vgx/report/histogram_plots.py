@@ -24,7 +24,7 @@ from matplotlib.ticker import MaxNLocator
 
 from vgx.histograms import INF, N_FINITE, NAN, QUANTITIES, ZERO, bin_edges
 from vgx.report.layout import PANEL, figure_grid
-from vgx.report.parallel import render
+from vgx.report.parallel import Drawn, render
 from vgx.store import chunk_files
 
 MAX_RUNS = 6  # rows of a histogram figure
@@ -46,7 +46,7 @@ class RunHistograms:
     rows: pd.DataFrame  # step, layer, quantity, bin, count
 
 
-def histogram_figures(out: Path, runs: Sequence[Path], titles: Sequence[str]) -> list[Path]:
+def histogram_figures(out: Path, runs: Sequence[Path], titles: Sequence[str]) -> list[Drawn]:
     """Write hist_<quantity>.png for the first MAX_RUNS runs that recorded histograms."""
     found = [h for p, t in zip(runs, titles, strict=True) if (h := read_ends(p, t)) is not None]
     shown = found[:MAX_RUNS]

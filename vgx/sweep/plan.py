@@ -11,12 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hydra import compose, initialize_config_module
+from hydra._internal.config_loader_impl import get_overrides_dirname
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
 from vgx.environment import usable_cores
 from vgx.errors import ConfigError
-from vgx.sweep.names import identity_name
+from vgx.sweep.names import identity_name, safe_name
 from vgx.validate import check_overrides, expand, parse_overrides
 
 SWEEPS_ROOT = Path("outputs/sweeps")
@@ -86,3 +90,39 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
 
     default_dir = SWEEPS_ROOT / identity_name(parsed, sep="_")
     return SweepPlan(total, default_dir, launcher, jobs, extra)
+
+
+def sweep_jobs(overrides: list[str]) -> list[tuple[list[str], str | None]]:
+    """Every job of the sweep as Hydra's BasicSweeper will launch it: (overrides, run dir name).
+
+    The name is the one `hydra.sweep.subdir` gives by default (the job's override_dirname made
+    safe); None when the command sets its own `hydra.sweep.subdir`.
+    """
+    task = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
+    custom_subdir = any(o.split("=", 1)[0].lstrip("+") == "hydra.sweep.subdir" for o in overrides)
+    try:
+        with initialize_config_module("vgx.configs", version_base="1.3"):
+            fixed = [o.input_line for o in parse_overrides(task) if not o.is_sweep_override()]
+            cfg = compose("config", overrides=fixed, return_hydra_config=True)
+            params = cfg.hydra.sweeper.params
+            params = OmegaConf.to_container(params, resolve=False) if params is not None else {}
+            parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+            parsed = parser.parse_overrides([*(f"{k}={v}" for k, v in params.items()), *task])
+            (jobs,) = BasicSweeper.split_arguments(parsed, None)
+    except HydraException as err:
+        raise ConfigError(str(err).strip().splitlines()[0]) from None
+    naming = cfg.hydra.job.config.override_dirname
+    names = [
+        None
+        if custom_subdir
+        else safe_name(
+            get_overrides_dirname(
+                parser.parse_overrides(job),
+                exclude_keys=list(naming.exclude_keys),
+                item_sep=naming.item_sep,
+                kv_sep=naming.kv_sep,
+            )
+        )
+        for job in jobs
+    ]
+    return list(zip(jobs, names, strict=True))
