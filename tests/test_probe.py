@@ -682,9 +682,9 @@ def test_metrics_writer_sink_writes_the_documented_parquet_schema(tmp_path) -> N
             "layer": "int32",
             **dict.fromkeys(
                 ["grad_norm", "grad_rms", "act_grad_norm", "weight_norm", "update_ratio"],
-                "float32",
+                "float64",
             ),
-            **dict.fromkeys(["act_mean", "act_std", "saturated", "dead"], "float32"),
+            **dict.fromkeys(["act_mean", "act_std", "saturated", "dead"], "float64"),
             "nonfinite": "int64",
         },
         "steps": {
@@ -693,7 +693,7 @@ def test_metrics_writer_sink_writes_the_documented_parquet_schema(tmp_path) -> N
             "grad_total_norm": "float64",
             "nonfinite": "int64",
         },
-        "time": {"step": "int64", "layer": "int32", "t": "int32", "hidden_grad_norm": "float32"},
+        "time": {"step": "int64", "layer": "int32", "t": "int32", "hidden_grad_norm": "float64"},
     }
     for table, columns in documented.items():
         frame = read_metrics(tmp_path / "metrics", table)
