@@ -76,6 +76,7 @@ class VgxConfig:
     eval_every: int = 0  # 0: evaluate at the end only
     seed: int = 0
     device: str = "auto"
+    dtype: str = "float32"  # float64: model, data and every metric in float64
     threads: int = 0  # torch threads per run; 0: cores / parallel jobs
     progress: bool = True  # per-run tqdm bar
     logger: str = "none"

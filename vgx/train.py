@@ -30,7 +30,7 @@ from vgx.errors import ConfigError
 from vgx.interrupts import sigterm_interrupts
 from vgx.loggers import open_sink
 from vgx.models import build_model, fit_data
-from vgx.optim import make_optimizer, resolve_device
+from vgx.optim import DTYPES, make_optimizer, resolve_device
 from vgx.probe import GradientProbe, Sink
 from vgx.status import DIVERGED, DONE, FAILED, FINAL, INTERRUPTED, INVALID, RUNNING
 from vgx.store import MetricsWriter, RunDir, atomic_write_json, atomic_write_text
@@ -134,9 +134,10 @@ def train(cfg: DictConfig, run: RunDir) -> Outcome:
     """Train for `cfg.steps` steps, probing gradients, and write layers, metrics and summary."""
     device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.threads or default_threads())
-    data = fit_data(cfg.model.name, load_dataset(cfg.data, cfg.seq_len)).to(device)
+    dtype = DTYPES[cfg.dtype]
+    data = fit_data(cfg.model.name, load_dataset(cfg.data, cfg.seq_len)).to(device, dtype)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, data.n_features, data.n_outputs).to(device)
+    model = build_model(cfg, data.n_features, data.n_outputs).to(device, dtype)
     optimizer = make_optimizer(model.parameters(), cfg)
     order = batches(len(data.x_train), cfg.batch_size, torch.Generator().manual_seed(cfg.seed))
     eval_every = cfg.eval_every or max(1, cfg.steps // 10)
@@ -172,7 +173,9 @@ def train(cfg: DictConfig, run: RunDir) -> Outcome:
                 total = probe.grad_total_norm()
             # One host sync per step: a NaN or Inf anywhere reaches the loss or the total norm.
             diverged = not bool(torch.isfinite(loss) & torch.isfinite(total))
-            if not diverged:
+            if diverged:
+                probe.keep_step()  # the exploding signal is stored, probed step or not
+            else:
                 optimizer.step()
             probe.commit()
             if step == 0:  # the probe knows the forward order once a step has run

@@ -24,7 +24,7 @@ from vgx.data import DATASETS
 from vgx.errors import ConfigError
 from vgx.loggers import LOGGERS
 from vgx.models import ACTIVATIONS, INITS, MODELS, NORMS, RECURRENT_INITS, SKIPS
-from vgx.optim import DEVICES, OPTIMIZERS
+from vgx.optim import DEVICES, DTYPES, OPTIMIZERS
 from vgx.registry import Registry
 
 
@@ -52,6 +52,7 @@ def choices() -> dict[str, Mapping[str, Any]]:
         "skip": SKIPS,
         "optimizer": OPTIMIZERS,
         "device": DEVICES,
+        "dtype": DTYPES,
         "logger": LOGGERS,
         "experiment": experiments,
     }
