@@ -49,6 +49,8 @@ columns (`time`: no rows); `nonfinite` is always filled, it comes from the per-s
 Which forward passes are recorded: after commit() of step s the hooks are armed for step s + 1
 (for the first forward: step 0) when that step is probed; call `start_step(step)` before the
 forward pass when steps are not consecutive. Forward passes under torch.no_grad() are ignored.
+`keep_step()` between capture() and commit() records an unprobed step anyway (a diverging one)
+with what exists then: everything but the activation columns, which are NaN.
 """
 
 from __future__ import annotations
