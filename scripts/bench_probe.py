@@ -3,14 +3,23 @@
 Configurations run interleaved in one process (round-robin blocks of steps), so machine noise
 hits all of them alike; each reports its median step time and its ratio to the bare loop. Then
 the memory and disk cost of streaming a long run into a MetricsWriter. Prints; asserts nothing.
+
+`--baseline REV` adds the probe as of git revision REV (e.g. `main`) to the same interleaved
+loop and to the streaming measurement: before/after side by side in one process.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import importlib
+import io
 import os
+import re
 import statistics
+import subprocess
+import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,6 +37,20 @@ def mlp(depth: int, width: int, n_in: int, n_out: int) -> nn.Sequential:
     for _ in range(depth - 2):
         layers += [nn.Linear(width, width), nn.ReLU()]
     return nn.Sequential(*layers, nn.Linear(width, n_out))
+
+
+def baseline_probe(rev: str, into: Path) -> type:
+    """GradientProbe as of git revision `rev`, imported beside today's as package vgx_baseline."""
+    archive = subprocess.run(["git", "archive", rev, "vgx"], capture_output=True, check=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(into, filter="data")
+    package = into / "vgx_baseline"
+    (into / "vgx").rename(package)
+    for source in package.rglob("*.py"):
+        text = re.sub(r"\b(from|import) vgx\b", r"\1 vgx_baseline", source.read_text())
+        source.write_text(text)
+    sys.path.insert(0, str(into))
+    return importlib.import_module("vgx_baseline.probe").GradientProbe
 
 
 def naive_norms(model: nn.Module) -> list[float]:
@@ -76,13 +99,13 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def step_times(args: argparse.Namespace, sink_dir: Path) -> None:
+def step_times(args: argparse.Namespace, sink_dir: Path, baseline: type | None) -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
     model = mlp(args.depth, args.width, args.width, 10).to(device)
     x = torch.randn(args.batch, args.width, device=device)
     y = torch.randint(0, 10, (args.batch,), device=device)
-    writers = {name: MetricsWriter(sink_dir / name) for name in ("w", "all")}
+    writers = {name: MetricsWriter(sink_dir / name) for name in ("w", "all", "w0", "all0")}
     only_weights = {"activations": False, "updates": False, "time": False}
     loops = {
         "bare": Loop(model),
@@ -90,6 +113,11 @@ def step_times(args: argparse.Namespace, sink_dir: Path) -> None:
         "all metrics": Loop(model, lambda m: GradientProbe(m, sink=writers["all"])),
         "naive .item()": Loop(model, after_backward=naive_norms),
     }
+    if baseline is not None:
+        loops["weights (base)"] = Loop(
+            model, lambda m: baseline(m, sink=writers["w0"], **only_weights)
+        )
+        loops["all (base)"] = Loop(model, lambda m: baseline(m, sink=writers["all0"]))
     blocks = max(args.steps // args.block, 1)
     for block in range(blocks + 1):  # block 0 warms up (allocator, caches) and is not timed
         for loop in loops.values():
@@ -120,14 +148,14 @@ def rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def streaming_memory(args: argparse.Namespace, sink_dir: Path) -> None:
+def streaming_memory(args: argparse.Namespace, sink_dir: Path, make: type, label: str) -> None:
     torch.manual_seed(0)
     model = mlp(4, 32, 16, 4)
     x, y = torch.randn(32, 16), torch.randint(0, 4, (32,))
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
-    metrics_dir = sink_dir / "stream"
+    metrics_dir = sink_dir / f"stream-{label}"
     warmup = 500
-    with MetricsWriter(metrics_dir) as writer, GradientProbe(model, sink=writer) as probe:
+    with MetricsWriter(metrics_dir) as writer, make(model, sink=writer) as probe:
         start = time.perf_counter()
         for step in range(warmup + args.rss_steps):
             if step == warmup:
@@ -147,7 +175,7 @@ def streaming_memory(args: argparse.Namespace, sink_dir: Path) -> None:
         values += frame.drop(columns=keys).size
     size = sum(f.stat().st_size for f in metrics_dir.glob("*.parquet"))
     print(
-        f"\nstreaming {args.rss_steps} probed steps of a 4-layer MLP into a MetricsWriter "
+        f"\n{label}: streaming {args.rss_steps} probed steps of a 4-layer MLP into a MetricsWriter "
         f"({seconds:.0f} s): RSS growth {after - before:.1f} MB; "
         f"{size / 2**20:.2f} MB on disk, {size / values:.2f} bytes per recorded value"
     )
@@ -163,12 +191,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--rss-steps", type=int, default=20_000)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--baseline", metavar="REV", help="also time the probe of git REV")
     args = parser.parse_args()
     if args.threads:  # vgx sweeps run one thread per parallel job
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        step_times(args, Path(tmp))
-        streaming_memory(args, Path(tmp))
+        baseline = baseline_probe(args.baseline, Path(tmp)) if args.baseline else None
+        step_times(args, Path(tmp), baseline)
+        streaming_memory(args, Path(tmp), GradientProbe, "this tree")
+        if baseline is not None:
+            streaming_memory(args, Path(tmp), baseline, args.baseline)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ memory with getrusage accounting (wait4). Targets: 1,000 runs in ≤ 60 s and �
 
     python scripts/bench_report.py                 # 100 and 1,000 runs
     python scripts/bench_report.py --runs 50       # a quick check
+    python scripts/bench_report.py --schema 1      # runs as written before schema version 2
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from vgx.schema import SCHEMA_VERSION
 from vgx.status import DONE
-from vgx.store import MetricsWriter, RunDir, atomic_write_text
+from vgx.store import MetricsWriter, RunDir, atomic_write_json, atomic_write_text
 
 ACTS = ("sigmoid", "tanh", "relu", "gelu")
 INITS = ("default", "xavier", "kaiming", "orthogonal", "normal")
@@ -59,9 +61,14 @@ def plan(runs: int) -> list[dict[str, object]]:
     ]
 
 
-def write_run(job: tuple[Path, dict[str, object], int, int]) -> None:
+# the magnitudes' dtype per schema version (docs/run-directory.md)
+MAGNITUDES = {1: np.float32, 2: np.float64}
+
+
+def write_run(job: tuple[Path, dict[str, object], int, int, int]) -> None:
     """One synthetic run: decades of vanishing that depend on act and init, noisy over steps."""
-    root, keys, layers, steps = job
+    root, keys, layers, steps, schema = job
+    real = MAGNITUDES[schema]
     name = ",".join(f"{k}={v}" for k, v in keys.items())
     run = RunDir(root / name)
     rng = np.random.default_rng(zlib.crc32(name.encode()))
@@ -75,6 +82,10 @@ def write_run(job: tuple[Path, dict[str, object], int, int]) -> None:
     }
     atomic_write_text(run.config, yaml.safe_dump(config))
     run.write_status(DONE, config_hash="0" * 16, step=steps)
+    if schema == 1:  # version 1 recorded no schema_version
+        record = run.read_status()
+        del record["schema_version"]
+        atomic_write_json(run.status_file, record)
     table = pd.DataFrame(
         {"layer": range(layers), "name": [f"blocks.{i}.linear" for i in range(layers)]}
     ).assign(kind="linear", params=4096, fan_in=64, fan_out=64)
@@ -86,21 +97,21 @@ def write_run(job: tuple[Path, dict[str, object], int, int]) -> None:
         for start in range(0, steps, BLOCK):
             step = np.repeat(np.arange(start, start + BLOCK, dtype=np.int64), layers)
             grad = np.tile(profile, BLOCK) * rng.lognormal(0, 0.3, step.size)
-            f32 = grad.astype(np.float32)
+            values = grad.astype(real)
             writer.append(
                 "layers",
                 {
                     "step": step,
                     "layer": layer_ids,
-                    "grad_norm": f32,
-                    "grad_rms": f32 / 64,
-                    "act_grad_norm": f32 * 2,
-                    "weight_norm": np.full(step.size, 8.0, np.float32),
-                    "update_ratio": f32 * 0.01,
-                    "act_mean": rng.normal(0, 0.1, step.size).astype(np.float32),
-                    "act_std": np.ones(step.size, np.float32),
-                    "saturated": rng.uniform(0, 0.2, step.size).astype(np.float32),
-                    "dead": rng.uniform(0, 0.1, step.size).astype(np.float32),
+                    "grad_norm": values,
+                    "grad_rms": values / 64,
+                    "act_grad_norm": values * 2,
+                    "weight_norm": np.full(step.size, 8.0, real),
+                    "update_ratio": values * 0.01,
+                    "act_mean": rng.normal(0, 0.1, step.size).astype(real),
+                    "act_std": np.ones(step.size, real),
+                    "saturated": rng.uniform(0, 0.2, step.size).astype(real),
+                    "dead": rng.uniform(0, 0.1, step.size).astype(real),
                     "nonfinite": np.zeros(step.size, np.int64),
                 },
             )
@@ -118,10 +129,10 @@ def write_run(job: tuple[Path, dict[str, object], int, int]) -> None:
     run.write_summary({"wall_time_s": 10.0, "steps_per_s": steps / 10.0, "steps_done": steps})
 
 
-def generate(root: Path, runs: int, layers: int, steps: int) -> float:
+def generate(root: Path, runs: int, layers: int, steps: int, schema: int) -> float:
     """Write the sweep (skipping runs already there); return seconds taken."""
     started = time.perf_counter()
-    jobs = [(root, keys, layers, steps) for keys in plan(runs)]
+    jobs = [(root, keys, layers, steps, schema) for keys in plan(runs)]
     todo = [j for j in jobs if not (root / ",".join(f"{k}={v}" for k, v in j[1].items())).exists()]
     with Pool(os.cpu_count()) as pool:
         pool.map(write_run, todo, chunksize=4)
@@ -153,17 +164,19 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=50)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--dir", type=Path, help="keep generated runs here (reused if present)")
+    parser.add_argument("--schema", type=int, choices=sorted(MAGNITUDES), default=SCHEMA_VERSION)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="vgx-bench-report-") as tmp:
         base = args.dir or Path(tmp)
         results = []
         for runs in sorted(args.runs):
-            sweep = base / f"sweep-{runs}x{args.layers}x{args.steps}"
-            gen = generate(sweep, runs, args.layers, args.steps)
+            sweep = base / f"sweep-{runs}x{args.layers}x{args.steps}-v{args.schema}"
+            gen = generate(sweep, runs, args.layers, args.steps, args.schema)
             size = sum(f.stat().st_size for f in sweep.rglob("*.parquet")) / 2**20
             print(
                 f"generated {runs} runs × {args.layers} layers × {args.steps} steps "
-                f"({runs * args.layers * args.steps:,} layer rows, {size:,.0f} MB Parquet) "
+                f"({runs * args.layers * args.steps:,} layer rows, {size:,.0f} MB Parquet, "
+                f"schema version {args.schema}) "
                 f"in {gen:.1f} s",
                 flush=True,
             )

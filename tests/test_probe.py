@@ -691,9 +691,9 @@ def test_metrics_writer_sink_writes_the_documented_parquet_schema(tmp_path) -> N
             "layer": "int32",
             **dict.fromkeys(
                 ["grad_norm", "grad_rms", "act_grad_norm", "weight_norm", "update_ratio"],
-                "float32",
+                "float64",
             ),
-            **dict.fromkeys(["act_mean", "act_std", "saturated", "dead"], "float32"),
+            **dict.fromkeys(["act_mean", "act_std", "saturated", "dead"], "float64"),
             "nonfinite": "int64",
         },
         "steps": {
@@ -706,7 +706,7 @@ def test_metrics_writer_sink_writes_the_documented_parquet_schema(tmp_path) -> N
             "step": "int64",
             "layer": "int32",
             "t": "int32",
-            **dict.fromkeys(["hidden_grad_norm", "cell_grad_norm", "output_grad_norm"], "float32"),
+            **dict.fromkeys(["hidden_grad_norm", "cell_grad_norm", "output_grad_norm"], "float64"),
         },
     }
     for table, columns in documented.items():
@@ -769,3 +769,24 @@ def test_bfloat16_autocast_outputs_are_measured_in_float32() -> None:
     y = hidden.detach().float()
     assert y.dtype == torch.float32 and hidden.dtype == torch.bfloat16
     assert recorded(probe, "act_std")["2"] == pytest.approx(float(y.std(correction=0)), rel=1e-5)
+
+
+def test_keep_step_records_an_unprobed_step_with_its_gradients_and_nan_activation_columns():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    with GradientProbe(model, every=3) as probe:
+        for step in range(2):
+            loss = model(torch.randn(5, 4)).sum()
+            model.zero_grad()
+            loss.backward()
+            probe.capture(step, loss)
+            if step == 1:  # not probed: kept, as a loop does for a diverging step
+                probe.keep_step()
+                expected = [float(model[i].weight.grad.double().norm()) for i in (0, 2)]
+            probe.commit()
+        frames = probe.frames()
+    assert frames["steps"]["step"].tolist() == [0, 1]
+    kept = frames["layers"][frames["layers"]["step"] == 1]
+    assert kept["grad_norm"].tolist() == pytest.approx(expected, rel=1e-12, abs=0)
+    for column in ("act_grad_norm", "act_mean", "act_std", "dead"):
+        assert kept[column].isna().all(), column

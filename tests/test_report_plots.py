@@ -99,7 +99,7 @@ def test_zero_gradients_are_left_off_the_log_axis_and_marked_as_underflow(enc):
     segments = [s for c in fig.axes[0].collections if isinstance(c, LineCollection)
                 for s in c.get_segments()]  # fmt: skip
     assert all((s[:, 1] > 0).all() for s in segments)
-    assert "exactly 0 (float32 underflow)" in legend_labels(fig)
+    assert "exactly 0 (underflow in the model)" in legend_labels(fig)
 
 
 @pytest.mark.filterwarnings("error")

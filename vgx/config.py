@@ -84,6 +84,7 @@ class VgxConfig:
     eval_every: int = 0  # 0: ten evaluations per run (every steps // 10 steps)
     seed: int = 0
     device: str = "auto"
+    dtype: str = "float32"  # float64: model, data and every metric in float64
     threads: int = 0  # torch threads per run; 0: cores / parallel jobs
     progress: bool = True  # per-run tqdm bar
     logger: str = "none"

@@ -74,9 +74,11 @@ class Dataset:
         rows = {f: getattr(self, f).view(-1, side, side) for f in ("x_train", "x_test")}
         return replace(self, kind=SEQUENCE, target_steps=1, **rows)
 
-    def to(self, device: torch.device) -> Dataset:
+    def to(self, device: torch.device, dtype: torch.dtype = torch.float32) -> Dataset:
+        """On `device`, with inputs and real-valued targets in the model's `dtype`."""
         for field in ("x_train", "y_train", "x_test", "y_test"):
-            setattr(self, field, getattr(self, field).to(device))
+            values = getattr(self, field)
+            setattr(self, field, values.to(device, dtype if values.is_floating_point() else None))
         return self
 
 

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vgx.errors import EnvironmentProblem, VgxError
-from vgx.schema import SCHEMA_VERSION
+from vgx.schema import SCHEMA_VERSION, upgrade, version_of
 from vgx.status import CORRUPT, RUN_STATES
 
 EVENT_FILES = "events.out.tfevents.*"  # TensorBoard's event files (vgx/tensorboard.py)
@@ -161,7 +161,9 @@ class RunDir:
         atomic_write_json(self.summary_file, summary)
 
     def read_table(self, table: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
-        return read_metrics(self.metrics_dir, table, columns)
+        """A metrics table as the current schema version holds it, whatever wrote the run."""
+        frame = read_metrics(self.metrics_dir, table, columns)
+        return upgrade(table, frame, version_of(self.read_status()))
 
     def clear_results(self) -> None:
         """Remove what an earlier attempt left, before the run is redone from step 0.

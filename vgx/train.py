@@ -32,7 +32,7 @@ from vgx.errors import ConfigError, environment_message
 from vgx.interrupts import sigterm_interrupts
 from vgx.loggers import open_sink
 from vgx.models import build_model, fit_data
-from vgx.optim import make_optimizer, make_schedule, resolve_device
+from vgx.optim import DTYPES, make_optimizer, make_schedule, resolve_device
 from vgx.probe import GradientProbe, Sink
 from vgx.run.lock import RunLock, describe
 from vgx.run.verify import verify_run
@@ -186,9 +186,10 @@ def train(cfg: DictConfig, run: RunDir) -> Outcome:
     """Train for `cfg.steps` steps, probing gradients, and write layers, metrics and summary."""
     device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.threads or default_threads())
-    data = fit_data(cfg.model.name, load_dataset(cfg.data, cfg.seq_len)).to(device)
+    dtype = DTYPES[cfg.dtype]
+    data = fit_data(cfg.model.name, load_dataset(cfg.data, cfg.seq_len)).to(device, dtype)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, data.n_features, data.n_outputs).to(device)
+    model = build_model(cfg, data.n_features, data.n_outputs).to(device, dtype)
     optimizer = make_optimizer(model.parameters(), cfg)
     schedule = make_schedule(optimizer, cfg)
     order = batches(len(data.x_train), cfg.batch_size, torch.Generator().manual_seed(cfg.seed))
@@ -225,7 +226,9 @@ def train(cfg: DictConfig, run: RunDir) -> Outcome:
                 total = probe.grad_total_norm()
             # One host sync per step: a NaN or Inf anywhere reaches the loss or the total norm.
             diverged = not bool(torch.isfinite(loss) & torch.isfinite(total))
-            if not diverged:
+            if diverged:
+                probe.keep_step()  # the exploding signal is stored, probed step or not
+            else:
                 optimizer.step()
                 schedule.step()
             probe.commit()

@@ -33,7 +33,7 @@ from vgx.models import (
     RECURRENT_INITS,
     SKIPS,
 )
-from vgx.optim import DEVICES, OPTIMIZERS, resolve_device
+from vgx.optim import DEVICES, DTYPES, OPTIMIZERS, resolve_device
 from vgx.registry import Registry
 
 
@@ -62,6 +62,7 @@ def choices() -> dict[str, Mapping[str, Any]]:
         "skip": SKIPS,
         "optimizer": OPTIMIZERS,
         "device": DEVICES,
+        "dtype": DTYPES,
         "logger": LOGGERS,
         "experiment": experiments,
     }

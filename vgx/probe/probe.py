@@ -14,8 +14,9 @@ contract of docs/run-directory.md):
   = ‖W‖₂ before the optimizer step; `update_ratio` = ‖W_after − W_before‖₂ / ‖W_before‖₂;
   `nonfinite` = NaN/Inf elements of dL/dW. Nothing non-finite is masked: such norms are inf/NaN.
   All-frozen weights give grad_norm NaN; a trainable weight without `.grad` counts as zero. Every
-  norm accumulates its squares in float64 (stats.square_sum), so no float32 value underflows
-  or overflows on the way: a layer whose gradients are all 1e-30 reads about 1e-30·√n, not 0.
+  norm accumulates in float64 (vgx/probe/norms.py), to ≤ 1e-6 relative for any size: a float32
+  layer whose gradients are all 1e-30 reads about 1e-30·√n, not 0; float64 tensors are scaled
+  by a power of two near their largest element first, so 1e-300 and 1e300 are read exactly.
 - `act_grad_norm` = ‖dL/d(output)‖₂, output = the module's forward output (RNN: the output
   sequence; LSTMCell: h), read by a pre-hook that a forward hook puts on the autograd node that
   made the output (not a full backward hook), so in-place ops after the layer and inputs without
@@ -52,11 +53,12 @@ columns (`time`: no rows); `nonfinite` is always filled, it comes from the per-s
 Which forward passes are recorded: after commit() of step s the hooks are armed for step s + 1
 (for the first forward: step 0) when that step is probed; call `start_step(step)` before the
 forward pass when steps are not consecutive. Forward passes under torch.no_grad() are ignored.
+`keep_step()` between capture() and commit() records an unprobed step anyway (a diverging one)
+with what exists then: everything but the activation columns, which are NaN.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -71,27 +73,31 @@ from torch.nn.utils.rnn import PackedSequence
 from vgx.errors import ConfigError
 from vgx.histograms import QUANTITIES, hist_rows, layer_counts, log_histogram
 from vgx.probe import recurrent
+from vgx.probe.norms import (
+    Norms,
+    Scratch,
+    combine_host,
+    packed_step_norms,
+    step_norms,
+    tensor_norm,
+    total_norm,
+)
 from vgx.probe.stats import (
     LAYER_COLUMNS,
     LAYER_METRICS,
     RAW,
     MemorySink,
     Record,
-    Scratch,
     Shape,
     Sink,
-    SquareSums,
     activation_metrics,
     activation_shape,
     fans,
     find_layers,
     output_grad_metrics,
-    packed_step_squares,
     stack_record,
     statistics,
-    step_squares,
     to_host,
-    total_square,
     typed,
 )
 
@@ -191,10 +197,9 @@ class GradientProbe:
         self._last: _Metrics | None = None  # the latest probed step, for locate_nonfinite()
         self._last_step = -1
         self._buffer: list[Tensor] | None = None  # reused snapshot of the weights (updates)
-        self._scratch = Scratch()  # reused workspace of the activation statistics
-        self._square_sums = SquareSums()  # of gradients and weights, and of updates:
-        self._update_square_sums = SquareSums()  # each remembers its tensors' magnitudes
-        self._total_square_sums = SquareSums()  # of gradients on unprobed steps
+        self._scratch = Scratch()  # reused workspace of the statistics and output-gradient norms
+        self._norms = Norms()  # of gradients, weights and updates
+        self._unprobed: tuple[int, Tensor | float, float] | None = None  # for keep_step()
         self.start_step(0)
 
     # -- the training loop's calls ------------------------------------------------------------
@@ -222,7 +227,9 @@ class GradientProbe:
             self._order = [*record.seen, *unseen]
         if not self.is_probed(step):
             self._last = None
+            self._unprobed = (step, loss, float(loss_scale))
             return
+        self._unprobed = None
         with torch.no_grad():
             self._capture = self._read(step, record, loss, float(loss_scale))
 
@@ -234,9 +241,24 @@ class GradientProbe:
         gradients have vanished to subnormal squares).
         """
         if self._capture is not None:
-            return self._capture.pieces["grads"].sum().sqrt()
+            return total_norm(self._capture.pieces["grads"])
         grads = [p.grad for p in self._params if p.grad is not None]
-        return self._total_square_sums(grads).sum().sqrt()
+        return total_norm(self._norms(grads))
+
+    def keep_step(self) -> None:
+        """Record the step just captured although it is not probed: for a diverging step.
+
+        Between capture() and commit(). What exists is stored: the step's loss, total norm and
+        NaN/Inf count, and per layer the weight-gradient norms with their NaN/Inf counts, the
+        weights and the update; the activation columns are NaN (no hook was armed). A no-op on
+        probed steps, which are recorded anyway.
+        """
+        if self._capture is not None or self._unprobed is None:
+            return
+        step, loss, loss_scale = self._unprobed
+        self._unprobed = None
+        with torch.no_grad():
+            self._capture = self._read(step, None, loss, loss_scale)
 
     def commit(self) -> None:
         """After optimizer.step(): measure the update, emit the step's rows, arm the next step."""
@@ -251,9 +273,7 @@ class GradientProbe:
             handle.remove()
         self._handles = []
         self._record = None
-        self._buffer, self._scratch = None, Scratch()  # release the workspaces
-        self._square_sums, self._update_square_sums = SquareSums(), SquareSums()
-        self._total_square_sums = SquareSums()
+        self._buffer, self._scratch, self._norms = None, Scratch(), Norms()  # release workspaces
 
     def __enter__(self) -> GradientProbe:
         return self
@@ -363,15 +383,15 @@ class GradientProbe:
         """How the output gradient is reduced: to its norm, or to one norm per time step."""
         layer = self._layers[index]
         if not (self._on["time"] and layer.fused_rnn):
-            return partial(total_square, self._scratch)
+            return partial(_total, self._scratch)
         if isinstance(out, PackedSequence):
             steps = len(out.batch_sizes)
             rows = torch.repeat_interleave(torch.arange(steps), out.batch_sizes)
-            reduce = partial(packed_step_squares, rows.to(out.data.device), steps)
+            reduce = partial(packed_step_norms, rows.to(out.data.device), steps)
         else:
             time_dim = 1 if out.dim() == 3 and layer.module.batch_first else 0
             steps = out.shape[time_dim]
-            reduce = partial(step_squares, [d for d in range(out.dim()) if d != time_dim])
+            reduce = partial(step_norms, [d for d in range(out.dim()) if d != time_dim])
         record.steps[index] = max(record.steps.get(index, 0), steps)
         return reduce
 
@@ -394,7 +414,7 @@ class GradientProbe:
         grads = [self._params[i].grad for i in present]
         weights = self._weights if self._on["weights"] or self._on["updates"] else []
         # Gradients and weights in one call: one fused reduction per device/dtype group.
-        both = self._square_sums(grads + weights)
+        both = self._norms(grads + weights)
         pieces = {"grads": both[: len(grads)], "weights": both[len(grads) :]}
         if isinstance(loss, Tensor):
             pieces["loss"] = loss.detach().reshape(1)
@@ -440,28 +460,28 @@ class GradientProbe:
         if capture.snapshot is not None:
             with torch.no_grad():
                 torch._foreach_sub_(capture.snapshot, self._weights)  # in place: no second copy
-                pieces["update"] = self._update_square_sums(capture.snapshot)
+                pieces["update"] = self._norms(capture.snapshot)
         self._last = self._metrics(capture, to_host(pieces))
         self._emit(capture.step, self._last)
 
     def _metrics(self, capture: _Capture, host: Mapping[str, np.ndarray]) -> _Metrics:
         n_layers = len(self._layers)
         per_layer = partial(np.bincount, self._pair_layer, minlength=n_layers)
+        layer_norm = partial(combine_host, groups=self._pair_layer, n_groups=n_layers)
         trainable = self._pair_param >= 0
-        grad_sq = np.zeros(len(self._params))  # per parameter; no .grad: 0
-        grad_sq[capture.present] = host["grads"]
+        grad = np.zeros(len(self._params))  # norm per parameter; no .grad: 0
+        grad[capture.present] = host["grads"]
         layers = dict.fromkeys(LAYER_METRICS, np.full(n_layers, np.nan))
         layers["nonfinite"] = per_layer(np.where(trainable, capture.nonfinite[self._pair_param], 0))
         if self._on["weights"] or self._on["updates"]:
-            weight_norm = np.sqrt(per_layer(host["weights"][self._pair_weight]))
+            weight_norm = layer_norm(host["weights"][self._pair_weight])
         if self._on["weights"]:
-            layer_sq = per_layer(np.where(trainable, grad_sq[self._pair_param], 0.0))
-            layers["grad_norm"] = np.where(per_layer(trainable) > 0, np.sqrt(layer_sq), np.nan)
+            grad_norm = layer_norm(np.where(trainable, grad[self._pair_param], 0.0))
+            layers["grad_norm"] = np.where(per_layer(trainable) > 0, grad_norm, np.nan)
             layers["grad_rms"] = layers["grad_norm"] / np.sqrt(self._numel)
             layers["weight_norm"] = weight_norm
         if "update" in host:
-            update = np.sqrt(per_layer(host["update"][self._pair_weight]))
-            layers["update_ratio"] = update / weight_norm
+            layers["update_ratio"] = layer_norm(host["update"][self._pair_weight]) / weight_norm
         act_nonfinite, time = np.zeros(n_layers, dtype=bool), {}
         record = capture.record
         if record is not None:
@@ -482,7 +502,7 @@ class GradientProbe:
                 layers.update(stats)
         return _Metrics(
             loss=float(host["loss"][0]) if "loss" in host else capture.loss,
-            grad_total_norm=math.sqrt(float(np.sum(grad_sq))),
+            grad_total_norm=float(combine_host(grad, np.zeros(len(grad), np.int64), 1)[0]),
             nonfinite=int(capture.nonfinite.sum()),
             layers=layers,
             act_nonfinite=act_nonfinite,
@@ -515,6 +535,11 @@ class GradientProbe:
 
     def _forward_order(self) -> list[int]:
         return self._order if self._order is not None else list(range(len(self._layers)))
+
+
+def _total(scratch: Scratch, grad: Tensor) -> Tensor:
+    """An output gradient's norm, as a 1-element vector like the per-time-step norms."""
+    return tensor_norm(grad, scratch).reshape(1)
 
 
 def _on_output_grad(

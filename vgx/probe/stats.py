@@ -1,4 +1,4 @@
-"""GradientProbe's definitions (layers, activations, tables) and arithmetic.
+"""GradientProbe's definitions (layers, activations, tables) and statistics (norms: norms.py).
 
 Device side (in hooks): each call of a layer leaves a few 0-d tensors, never an activation.
 Host side (once per recorded step): numpy over vectors as long as the number of calls.
@@ -17,20 +17,22 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils._foreach_utils import _group_tensors_by_device_and_dtype
 
 from vgx import histograms
+from vgx.probe.norms import Scratch, combine_host
 
 if TYPE_CHECKING:
     from vgx.probe.recurrent import Tape
 
-_F32, _I32, _I64, _F64 = np.float32, np.int32, np.int64, np.float64
+# Every magnitude is stored as float64, as measured: float32 columns turned a float64 model's
+# 1e-51 gradients into 0 (schema version 2; vgx/schema.py reads version 1's float32 columns).
+_I32, _I64, _F64 = np.int32, np.int64, np.float64
 SCHEMAS: dict[str, dict[str, type]] = {
     "layers": {
         "step": _I64,
         "layer": _I32,
-        **dict.fromkeys(("grad_norm", "grad_rms", "act_grad_norm", "weight_norm"), _F32),
-        **dict.fromkeys(("update_ratio", "act_mean", "act_std", "saturated", "dead"), _F32),
+        **dict.fromkeys(("grad_norm", "grad_rms", "act_grad_norm", "weight_norm"), _F64),
+        **dict.fromkeys(("update_ratio", "act_mean", "act_std", "saturated", "dead"), _F64),
         "nonfinite": _I64,
     },
     "steps": {"step": _I64, "loss": _F64, "grad_total_norm": _F64, "nonfinite": _I64},
@@ -38,7 +40,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "step": _I64,
         "layer": _I32,
         "t": _I32,
-        **dict.fromkeys(("hidden_grad_norm", "cell_grad_norm", "output_grad_norm"), _F32),
+        **dict.fromkeys(("hidden_grad_norm", "cell_grad_norm", "output_grad_norm"), _F64),
     },
     "hist": histograms.SCHEMA,
 }
@@ -190,140 +192,6 @@ def statistics(index: int, output: Tensor, shape: Shape, scratch: Scratch) -> St
     return Stats(index, y.numel(), torch.mm(rows, rows.T), extra)
 
 
-class Scratch:
-    """Reusable buffers (one per dtype and device), grown to the largest request.
-
-    With 2 CPU threads, fresh temporaries cost about as much as the reductions themselves
-    (first-touch page faults); a buffer holds no data beyond one call (but the ones of rows()).
-    """
-
-    def __init__(self) -> None:
-        self._buffers: dict[tuple[torch.dtype, torch.device], Tensor] = {}
-        self._rows: dict[torch.device, Tensor] = {}
-
-    def like(self, values: Tensor, dtype: torch.dtype) -> Tensor:
-        """A flat `dtype` buffer with the size and device of `values`."""
-        key = (dtype, values.device)
-        n, buffer = values.numel(), self._buffers.get(key)
-        if buffer is None or buffer.numel() < n:
-            buffer = self._buffers[key] = torch.empty(n, dtype=key[0], device=key[1])
-        return buffer[:n]
-
-    def rows(self, values: Tensor, k: int) -> Tensor:
-        """A (k, numel) float64 view whose first row is ones (filled once per allocation)."""
-        n, buffer = values.numel(), self._rows.get(values.device)
-        if buffer is None or buffer.shape[1] < n:
-            buffer = torch.empty(3, n, dtype=torch.float64, device=values.device)
-            buffer[0] = 1.0
-            self._rows[values.device] = buffer
-        return buffer[:k, :n]
-
-
-def widen(values: Tensor) -> Tensor:
-    """Half precision (autocast) as float32 for a float32 dot (a half Σx² overflows at 65504)."""
-    return values.float() if values.element_size() < 4 else values
-
-
-# Σx² is accumulated in float64: the square of a float32 below ~1e-19 is subnormal or zero in
-# float32, so a float32 sum of squares reads 0 for a vanished layer (gradients near 1e-23) and
-# runs 7–35× slower on x86 CPUs for gradients near 1e-20 (microcode assists on subnormals) —
-# exactly where a deep net's early layers sit. In float64 every float32 square is normal.
-_CHUNK = 1 << 17  # float64 elements per pass on CPU: 1 MB of scratch, which stays in L2 cache
-_TRUST = 2.0**-120  # a float32 Σx² ≥ numel · 2^-120 lost less than 2^-30 of itself to underflow
-
-
-def square_sum(values: Tensor, scratch: Scratch) -> Tensor:
-    """Σx² of one tensor as a 0-d float64 tensor, exact for every float32 value (no host sync).
-
-    CPU: chunks copied into a float64 scratch, then a BLAS dot (about 3× a float32 dot, never
-    slowed down by subnormals); other devices convert inside the reduction.
-    """
-    flat = values.detach().reshape(-1)
-    if flat.device.type != "cpu":
-        return torch.linalg.vector_norm(flat, dtype=torch.float64).square()
-    parts = []
-    for start in range(0, max(flat.numel(), 1), _CHUNK):
-        piece = flat[start : start + _CHUNK]
-        exact = scratch.like(piece, torch.float64).copy_(piece)
-        parts.append(torch.vdot(exact, exact))
-    return parts[0] if len(parts) == 1 else torch.stack(parts).sum()
-
-
-class SquareSums:
-    """Σx² of each tensor of a list that keeps its shapes (gradients, weights, updates), float64.
-
-    CUDA: one fused _foreach_norm per dtype group, accumulating in float64. CPU: a float32 BLAS
-    dot first (3× cheaper than square_sum), kept when no meaningful part of it can have
-    underflowed, or when it is 0 and so is max |x| (an update too small to change a float32
-    weight is exactly 0); the others, and those that needed it last time, take square_sum().
-    Reading the float32 results on the host is no device sync: on CPU they are already there.
-    """
-
-    def __init__(self) -> None:
-        self._exact = np.zeros(0, dtype=bool)  # per position: float32 was not enough last time
-        self._scratch = Scratch()
-
-    def __call__(self, tensors: list[Tensor]) -> Tensor:
-        if not tensors:
-            return torch.zeros(0, dtype=torch.float64)
-        if any(t.device.type != "cpu" for t in tensors):
-            return _foreach_square_sums(tensors)
-        if len(self._exact) != len(tensors):
-            self._exact = np.zeros(len(tensors), dtype=bool)
-        floor = np.array([t.numel() for t in tensors], dtype=np.float64) * _TRUST
-        sums = [
-            square_sum(t, self._scratch) if exact else _float32_square_sum(t)
-            for t, exact in zip(tensors, self._exact, strict=True)
-        ]
-        values = torch.stack(sums).numpy()
-        for i in np.flatnonzero(~self._exact & ~(np.isfinite(values) & (values >= floor))):
-            if not (values[i] == 0 and _all_zero(tensors[i])):
-                sums[i] = square_sum(tensors[i], self._scratch)
-        result = torch.stack(sums).double()
-        values = result.numpy()
-        # hysteresis: a sum near the floor stays on the float64 path
-        self._exact = ~(np.isfinite(values) & ((values >= floor * 16) | (values == 0)))
-        return result
-
-
-def _all_zero(tensor: Tensor) -> bool:
-    low, high = torch.aminmax(tensor.detach())  # 8× faster on CPU than the inf-norm
-    return float(low) == 0.0 == float(high)
-
-
-def _float32_square_sum(tensor: Tensor) -> Tensor:
-    flat = widen(tensor.detach()).reshape(-1)
-    return torch.vdot(flat, flat)
-
-
-def _foreach_square_sums(tensors: list[Tensor]) -> Tensor:
-    """Σx² per tensor on any device, one fused reduction per device and dtype group."""
-    out = torch.empty(len(tensors), dtype=torch.float64, device=tensors[0].device)
-    groups = _group_tensors_by_device_and_dtype([tensors], with_indices=True)
-    for (group,), indices in groups.values():
-        squares = torch.stack(torch._foreach_norm(group, 2, dtype=torch.float64)).square()
-        if len(groups) == 1:  # one device and dtype, the usual case: already in order
-            return squares
-        out[indices] = squares.to(out.device)
-    return out
-
-
-def total_square(scratch: Scratch, grad: Tensor) -> Tensor:
-    return square_sum(grad, scratch).reshape(1)
-
-
-def step_squares(dims: list[int], grad: Tensor) -> Tensor:
-    """Σx² per time step (the dimension not in `dims`), float64."""
-    return torch.linalg.vector_norm(grad.double(), dim=dims).square()
-
-
-def packed_step_squares(rows: Tensor, steps: int, grad: Tensor) -> Tensor:
-    """Σx² per time step of a PackedSequence's data (`rows` gives each row's time step)."""
-    row_sq = torch.linalg.vector_norm(grad.double(), dim=1).square()
-    sums = torch.zeros(steps, dtype=row_sq.dtype, device=row_sq.device)
-    return sums.index_add_(0, rows, row_sq)
-
-
 def stack_record(record: Record) -> dict[str, Tensor]:
     """The hooks' scalars as a few vectors, ready for the step's single host transfer."""
     pieces = {}
@@ -350,25 +218,31 @@ def output_grad_metrics(
 ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """act_grad_norm per layer, and each recurrent layer's output gradient per time step.
 
-    Squared norms add up over calls; a layer whose output was in the graph but got no gradient
-    has norm 0, one that never joined a graph NaN. A cell's t-th call is its time step t.
+    Norms combine over calls as their squares add up; a layer whose output was in the graph but
+    got no gradient has norm 0, one that never joined a graph NaN. A cell's t-th call is its time
+    step t.
     """
-    squares = np.zeros(n_layers)
-    series = {i: np.zeros(n) for i, n in record.steps.items()}
-    series.update({i: np.zeros(record.calls[i]) for i in record.hooked & cells})
-    values = host.get("out_grads", np.zeros(0)) / scale**2
+    norms = host.get("out_grads", np.zeros(0)) / scale
+    lengths = dict(record.steps)
+    lengths.update({i: record.calls[i] for i in record.hooked & cells})
+    starts = dict(zip(lengths, np.cumsum([0, *lengths.values()])[:-1].tolist(), strict=True))
+    layer = np.zeros(len(norms), dtype=np.int64)
+    position = np.full(len(norms), -1, dtype=np.int64)  # in the series of all layers, or -1
     start = 0
     for index, call, part in record.grads:
-        chunk = values[start : start + part.numel()]
+        chunk = slice(start, start + part.numel())
         start += part.numel()
-        squares[index] += chunk.sum()
+        layer[chunk] = index
         if index in record.steps:
-            series[index][: len(chunk)] += chunk
-        elif index in series:
-            series[index][call] += chunk[0]
+            position[chunk] = starts[index] + np.arange(part.numel())
+        elif index in starts:
+            position[chunk] = starts[index] + call
+    timed = position >= 0
+    series = combine_host(norms[timed], position[timed], sum(lengths.values()))
     hooked = np.zeros(n_layers, dtype=bool)
     hooked[list(record.hooked)] = True
-    return np.where(hooked, np.sqrt(squares), np.nan), {i: np.sqrt(s) for i, s in series.items()}
+    per_layer = np.where(hooked, combine_host(norms, layer, n_layers), np.nan)
+    return per_layer, {i: series[a : a + lengths[i]] for i, a in starts.items()}
 
 
 def activation_metrics(

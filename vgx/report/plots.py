@@ -263,7 +263,7 @@ def _segments(lines: list[tuple], logy: bool) -> tuple[list, list, dict[str, np.
 
 
 _MARKS = {  # values a log axis cannot show, marked at its bottom (0) or top (inf) edge
-    "zero": ("v", 0.025, "exactly 0 (float32 underflow)"),
+    "zero": ("v", 0.025, "exactly 0 (underflow in the model)"),
     "inf": ("^", 0.975, "inf (overflow)"),
 }
 
