@@ -117,7 +117,7 @@ def check_run(cfg: DictConfig) -> None:
     resolve_device(cfg.device)
     data = fit_data(cfg.model.name, load_dataset(cfg.data, cfg.seq_len))
     with torch.device("meta"):
-        build_model(cfg, data.n_features, data.n_outputs)
+        build_model(cfg, data.n_features, data.n_outputs, data.image_shape)
 
 
 @torch.no_grad()
@@ -136,7 +136,7 @@ def train(cfg: DictConfig, run: RunDir) -> Outcome:
     torch.set_num_threads(cfg.threads or default_threads())
     data = fit_data(cfg.model.name, load_dataset(cfg.data, cfg.seq_len)).to(device)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, data.n_features, data.n_outputs).to(device)
+    model = build_model(cfg, data.n_features, data.n_outputs, data.image_shape).to(device)
     optimizer = make_optimizer(model.parameters(), cfg)
     order = batches(len(data.x_train), cfg.batch_size, torch.Generator().manual_seed(cfg.seed))
     eval_every = cfg.eval_every or max(1, cfg.steps // 10)

@@ -73,6 +73,7 @@ BOUNDS: dict[str, tuple[float, bool]] = {
     "threads": (0, True),
     "seed": (0, True),
     "model.kernel_size": (1, True),
+    "model.stages": (1, True),
     "data.n_train": (1, True),
     "data.n_test": (1, True),
     "data.n_features": (2, True),

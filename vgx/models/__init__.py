@@ -11,9 +11,10 @@ from torch import nn
 
 from vgx.data import SEQUENCE, VECTOR, Dataset
 from vgx.errors import ConfigError
+from vgx.models.blocks import SKIPS, Residual
 from vgx.models.cnn import CNNNet
 from vgx.models.init import INITS, RECURRENT_INITS, initialise
-from vgx.models.layers import ACTIVATIONS, NORMS, SKIPS, Residual
+from vgx.models.layers import ACTIVATIONS, NORMS
 from vgx.models.mlp import MLPNet
 from vgx.models.rnn import RecurrentNet
 from vgx.registry import Registry
@@ -39,11 +40,12 @@ class ModelKind:
     build: Callable[..., nn.Module]
     data_kind: str
     options: tuple[str, ...] = ()  # fields of the model config the builder takes
+    reads_images: bool = False  # the builder takes the data's (C, H, W) image shape
 
 
 MODELS: Registry[ModelKind] = Registry("model", "network family")
 MODELS.add("mlp", ModelKind(MLPNet, VECTOR))
-MODELS.add("cnn", ModelKind(CNNNet, VECTOR, ("kernel_size",)))
+MODELS.add("cnn", ModelKind(CNNNet, VECTOR, ("kernel_size", "stages"), reads_images=True))
 for _cell in ("rnn", "lstm", "gru"):
     MODELS.add(_cell, ModelKind(partial(RecurrentNet, _cell), SEQUENCE))
 
@@ -60,10 +62,14 @@ def fit_data(model_name: str, dataset: Dataset) -> Dataset:
     )
 
 
-def build_model(cfg: Any, n_features: int, n_outputs: int) -> nn.Module:
+def build_model(
+    cfg: Any, n_features: int, n_outputs: int, image_shape: tuple[int, int, int] | None = None
+) -> nn.Module:
     """Build and initialise the model a run config describes; ConfigError for a bad combination."""
     kind = MODELS[cfg.model.name]
     options = {name: cfg.model[name] for name in kind.options}
+    if kind.reads_images:
+        options["image_shape"] = image_shape
     model = kind.build(
         n_features=n_features,
         n_outputs=n_outputs,
