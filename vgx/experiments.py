@@ -263,7 +263,8 @@ def _he2015(t: SweepTables) -> tuple[bool, str]:
     "Ioffe & Szegedy 2015; He et al. 2016; Yang et al. 2019, ICLR, Thm 3.10",
     "plain 20-layer nets' gradients vanish and they do not train; batch norm rescues training "
     "but without skips makes gradients grow toward the input (ReLU: π/(π−1) per layer in "
-    "squared norm); residual connections keep gradients within a decade and rescue training",
+    "squared norm); pre-activation blocks keep gradients within a decade and rescue training, "
+    "basic blocks do so for tanh and ReLU but not sigmoid (its act is on the identity path)",
 )
 def _normalisation(t: SweepTables) -> tuple[bool, str]:
     claims, acts = Claims(), ("sigmoid", "tanh", "relu")
@@ -296,9 +297,18 @@ def _normalisation(t: SweepTables) -> tuple[bool, str]:
     )
     ratios, accuracy = numbers("none", "residual")
     claims.add(
-        all(abs(r) <= 1.5 for r in ratios) and all(a > 0.8 for a in accuracy[1:]),
-        f"residual: {listed(ratios)} (|·| ≤ 1.5), test accuracy {listed(accuracy, signed=False)} "
+        ratios[0] < -3
+        and all(abs(r) <= 1.5 for r in ratios[1:])
+        and all(a > 0.8 for a in accuracy[1:]),
+        f"basic residual block: {listed(ratios)} (sigmoid < −3: its act is on the identity path; "
+        f"|·| ≤ 1.5 for tanh and relu), test accuracy {listed(accuracy, signed=False)} "
         "(> 0.8 for tanh and relu)",
+    )
+    ratios, accuracy = numbers("none", "preact")
+    claims.add(
+        all(abs(r) <= 1.5 for r in ratios) and all(a > 0.8 for a in accuracy[1:]),
+        f"pre-activation block: {listed(ratios)} (|·| ≤ 1.5), test accuracy "
+        f"{listed(accuracy, signed=False)} (> 0.8 for tanh and relu)",
     )
     ratios, accuracy = numbers("batch", "residual")
     claims.add(
