@@ -31,7 +31,7 @@ from numpy.polynomial.legendre import leggauss
 from omegaconf import DictConfig, OmegaConf
 
 from vgx.config import DataConfig, flatten
-from vgx.models import ACTIVATIONS
+from vgx.models import ACTIVATIONS, SKIPS
 
 # Panels of z = 0 … 10 on each side, graded toward 0 where ReLU-like activations have kinks and
 # saturating ones at large q change fastest; NODES Gauss-Legendre nodes per panel.
@@ -40,7 +40,6 @@ NODES = 24
 Q_MIN, Q_MAX = 1e-12, 1e8  # lengths are clipped here: q* = 0 is evaluated as its limit q → 0⁺
 Q_GRID = np.logspace(math.log10(Q_MIN), math.log10(Q_MAX), 401)
 THEORY_KEYS = ("chi1", "q_star", "predicted_slope", "predicted_vanishing_ratio_act")
-BLOCK_SKIPS = ("none", "residual", "preact")  # the skips whose MLP the theory below covers
 MARGINAL = 1e-9  # |q_next/q − 1| below this: every q is a fixed point (ReLU at σ_w² = 2, σ_b² = 0)
 
 # init -> (fan_in, fan_out, init_std) -> (σ_w², σ_b²): weight variance × fan_in, bias variance.
@@ -219,7 +218,7 @@ def _mlp_theory_inputs(
     model, norm, skip = (
         flat.get(k, d) for k, d in (("model", "mlp"), ("norm", "none"), ("skip", "none"))
     )
-    if model != "mlp" or norm != "none" or skip not in BLOCK_SKIPS:
+    if model != "mlp" or norm != "none" or skip not in SKIPS:
         return None  # CNN, RNN, normalisation: not these mean-field maps
     act, init = flat.get("act"), flat.get("init", "default")
     if act not in ACTIVATIONS or init not in INIT_VARIANCES:

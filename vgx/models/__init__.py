@@ -10,6 +10,7 @@ from typing import Any
 from torch import nn
 
 from vgx.data import SEQUENCE, VECTOR, Dataset
+from vgx.data.images import IMAGE_SETS
 from vgx.errors import ConfigError
 from vgx.models.blocks import SKIPS, Residual
 from vgx.models.cnn import CNNNet
@@ -17,6 +18,7 @@ from vgx.models.init import INITS, RECURRENT_INITS, initialise
 from vgx.models.layers import ACTIVATIONS, NORMS
 from vgx.models.mlp import MLPNet
 from vgx.models.rnn import RecurrentNet
+from vgx.models.transformer import NORM_POSITIONS, TransformerNet
 from vgx.registry import Registry
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "INITS",
     "MODELS",
     "NORMS",
+    "NORM_POSITIONS",
     "RECURRENT_INITS",
     "SKIPS",
     "ModelKind",
@@ -41,6 +44,7 @@ class ModelKind:
     data_kind: str
     options: tuple[str, ...] = ()  # fields of the model config the builder takes
     reads_images: bool = False  # the builder takes the data's (C, H, W) image shape
+    keys: tuple[str, ...] = ()  # top-level keys the builder takes besides the shared ones
 
 
 MODELS: Registry[ModelKind] = Registry("model", "network family")
@@ -48,6 +52,7 @@ MODELS.add("mlp", ModelKind(MLPNet, VECTOR))
 MODELS.add("cnn", ModelKind(CNNNet, VECTOR, ("kernel_size", "stages"), reads_images=True))
 for _cell in ("rnn", "lstm", "gru"):
     MODELS.add(_cell, ModelKind(partial(RecurrentNet, _cell), SEQUENCE))
+MODELS.add("transformer", ModelKind(TransformerNet, SEQUENCE, keys=("heads", "norm_position")))
 
 
 def fit_data(model_name: str, dataset: Dataset) -> Dataset:
@@ -58,7 +63,8 @@ def fit_data(model_name: str, dataset: Dataset) -> Dataset:
     if kind.data_kind == SEQUENCE:
         return dataset.as_sequence()
     raise ConfigError(
-        f"data={dataset.name} does not fit model={model_name}; valid data: digits, synthetic"
+        f"data={dataset.name} does not fit model={model_name}; valid data: digits, synthetic, "
+        f"{', '.join(IMAGE_SETS)}"
     )
 
 
@@ -70,6 +76,7 @@ def build_model(
     options = {name: cfg.model[name] for name in kind.options}
     if kind.reads_images:
         options["image_shape"] = image_shape
+    options.update({name: cfg[name] for name in kind.keys})
     model = kind.build(
         n_features=n_features,
         n_outputs=n_outputs,
