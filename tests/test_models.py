@@ -248,3 +248,12 @@ def test_rnn_uses_the_configured_nonlinearity(make_cfg):
 def test_invalid_combinations_raise_one_clear_config_error(make_cfg, overrides, message):
     with pytest.raises(ConfigError, match=message):
         build(make_cfg(*overrides))
+
+
+def test_vgx_list_says_what_depth_counts_and_what_each_skip_builds(capsys):
+    from vgx.cli import cmd_list
+
+    cmd_list([])
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert "blocks per stage" in lines["depth"] and "stem" in lines["depth"]
+    assert "basic block" in lines["skip"] and "preact: x + F(x)" in lines["skip"]
