@@ -11,8 +11,9 @@ import sys
 import textwrap
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from hydra.core.global_hydra import GlobalHydra
@@ -21,15 +22,22 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+if TYPE_CHECKING:
+    from vgx.sweep.plan import SweepPlan
+
+from hydra.core.plugins import Plugins
+
+from hydra_plugins.vgx_launchers.vgx_local import VgxLocalLauncher
 from vgx.config import register_configs
 from vgx.errors import VgxError
 from vgx.interrupts import sigterm_interrupts
 from vgx.status import DIVERGED, FAILED, INTERRUPTED, INVALID, SKIPPED, TALLY
 from vgx.store import RunDir, atomic_write_text
-from vgx.sweep.names import safe_name
+from vgx.sweep.names import identity_name, safe_name
 from vgx.sweep.progress import read_progress, record_progress, reset_progress
 
 CONFIG_MODULE = "vgx.configs"
+RUNS_ROOT = Path("outputs/runs")
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 # Hydra flags that print or complete instead of running: never add --multirun to them.
 HYDRA_NO_RUN_FLAGS = {"--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help"}
@@ -40,9 +48,12 @@ VGX_FLAGS = {
     "--no-report": "sweep: do not write the report when the sweep ends",
     "--redo": "rerun every run, also those already finished with the same config",
     "--debug": "show tracebacks instead of one-line errors",
+    "--allow-unsafe-overrides": "accept overrides that run code (_target_, hydra.callbacks) or "
+    "write outside the sweep directory (see README, Security)",
 }
 
 register_configs()
+Plugins.instance().register(VgxLocalLauncher)  # Hydra's plugin scan misses editable installs
 OmegaConf.register_new_resolver("vgx_subdir", safe_name, replace=True)
 
 
@@ -89,6 +100,13 @@ def value_of(overrides: list[str], key: str) -> str | None:
     return found[-1].strip("'\"") if found else None
 
 
+def check_safety(overrides: list[str], flags: set[str]) -> None:
+    from vgx.safety import ALLOW_FLAG, check_safe
+
+    if ALLOW_FLAG not in flags:
+        check_safe(overrides)
+
+
 def call_hydra(args: list[str]) -> None:
     """Run Hydra's main with `args` as its command line."""
     saved = sys.argv
@@ -101,29 +119,38 @@ def call_hydra(args: list[str]) -> None:
 
 
 def cmd_run(args: list[str]) -> int:
-    """One run into outputs/runs/<time>/ (or hydra.run.dir=...)."""
+    """One run into outputs/runs/<its overrides>/ (or hydra.run.dir=...); again: resume."""
     from vgx.validate import check_overrides, parse_overrides
 
     hydra_args, overrides, flags = split_args(args)
+    check_safety(overrides, flags)
     check_overrides(overrides)
-    swept = [o.input_line for o in parse_overrides(overrides) if o.is_sweep_override()]
+    parsed = parse_overrides(overrides)
+    swept = [o.input_line for o in parsed if o.is_sweep_override()]
     if swept:
         raise VgxError(f"{swept[0]} is a sweep; vgx run takes one value per key (use vgx sweep)")
     if not set(hydra_args) & HYDRA_NO_RUN_FLAGS:
         check_combination(overrides)
     run_dir = value_of(overrides, "hydra.run.dir")
-    if run_dir is None:
-        run_dir = f"outputs/runs/{datetime.now():%Y-%m-%d_%H-%M-%S}"
-        hydra_args.insert(0, f"hydra.run.dir={run_dir}")  # before flags: Hydra's argparse
+    if run_dir is None:  # named by its overrides, so that the same command finds it again
+        run_dir = str(RUNS_ROOT / identity_name(parsed, sep=","))
+        hydra_args.insert(0, f"hydra.run.dir='{run_dir}'")  # before flags: Hydra's argparse
     if "--redo" in flags:
         os.environ["VGX_REDO"] = "1"
-    call_hydra(hydra_args)
     run = RunDir(Path(run_dir))
+    before = run.read_status() if run.exists() else None
+    call_hydra(hydra_args)
     if not run.exists() or set(hydra_args) & HYDRA_NO_RUN_FLAGS:
         return 0  # --cfg, --info and friends print and do not run
     status = run.read_status()
-    message = f" — {status['message']}" if status.get("message") else ""
-    print(f"{status['status']}: {run.path}{message}")
+    if status == before:
+        print(
+            f"{SKIPPED}: {run.path} is already {status['status']} with this config "
+            "(--redo runs it again)"
+        )
+    else:
+        message = f" — {status['message']}" if status.get("message") else ""
+        print(f"{status['status']}: {run.path}{message}")
     if status["status"] == INVALID:
         return EXIT_USAGE
     return EXIT_FAILED if status["status"] == FAILED else 0
@@ -145,6 +172,7 @@ def cmd_sweep(args: list[str]) -> int:
     from vgx.sweep.plan import plan_sweep
 
     hydra_args, overrides, flags = split_args(args)
+    check_safety(overrides, flags)
     plan = plan_sweep(overrides)
     if set(hydra_args) & HYDRA_NO_RUN_FLAGS:
         call_hydra(hydra_args)
@@ -161,13 +189,24 @@ def cmd_sweep(args: list[str]) -> int:
         os.environ["VGX_REDO"] = "1"
     reset_progress(sweep_dir)
     print(f"sweep: {plan.total} runs into {sweep_dir} ({plan.launcher} launcher)", file=sys.stderr)
-    with SweepProgress(sweep_dir, plan.total):
+    with local_pool(plan), SweepProgress(sweep_dir, plan.total):
         call_hydra(hydra_args)
     counts = read_progress(sweep_dir)
     print(f"sweep {sweep_dir}: " + ", ".join(f"{counts[s]} {s}" for s in TALLY))
     if "--no-report" not in flags:
         write_report(sweep_dir)
     return EXIT_FAILED if counts[FAILED] else 0
+
+
+def local_pool(plan: SweepPlan) -> AbstractContextManager[object]:
+    """vgx_local's workers, started before the progress bar's threads so that they are forked
+    with the imports the front end already holds (a fresh interpreter per worker costs seconds)."""
+    from vgx.launch.local import PRELOAD
+    from vgx.launch.pool import prestarted
+
+    return (
+        prestarted(plan.parallel_jobs, PRELOAD) if plan.launcher == "vgx_local" else nullcontext()
+    )
 
 
 def write_report(sweep_dir: Path) -> None:
@@ -317,9 +356,12 @@ def usage() -> str:
 
 COMMAND_HELP = {
     "run": "Keys as typed: depth=10 act=sigmoid init=he_normal (see `vgx list`). Hydra flags pass "
-    "through: --cfg job prints the composed config, hydra.run.dir=DIR sets the run directory.",
+    "through: --cfg job prints the composed config, hydra.run.dir=DIR sets the run directory "
+    "(default: outputs/runs/<the run's overrides>). Running the same command again resumes: a "
+    "run already done with the same config is skipped, an interrupted or failed one is redone.",
     "sweep": "Hydra sweep syntax: act=sigmoid,relu depth=range(2,10,2); +experiment=NAME runs a "
-    "canned sweep; hydra/launcher=joblib runs jobs in parallel; hydra.sweep.dir=DIR picks the "
+    "canned sweep; jobs run in parallel on vgx's own pool (hydra.launcher.workers=N; "
+    "hydra/launcher=basic runs them one by one); hydra.sweep.dir=DIR picks the "
     "directory (default: outputs/sweeps/<the sweep's overrides>). Running the same command again "
     "resumes: runs already done with the same config are skipped, failed and interrupted runs "
     "are redone (--redo reruns all). Exit code 1 when any run failed.",

@@ -10,7 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
+
+# Keys that change how a run executes, not what it computes: they enter neither the config hash
+# (a resumed run is reused whatever they say) nor a run's or a sweep's directory name. The one
+# list: configs/config.yaml reads it through the `vgx_execution_keys` resolver.
+EXECUTION_KEYS = ("threads", "progress", "logger")
 
 
 @dataclass
@@ -89,7 +94,10 @@ class VgxConfig:
 
 
 def register_configs() -> None:
-    """Put the schema in Hydra's ConfigStore (config.yaml extends it)."""
+    """Put the schema in Hydra's ConfigStore (config.yaml extends it) and its resolvers."""
+    OmegaConf.register_new_resolver(
+        "vgx_execution_keys", lambda: list(EXECUTION_KEYS), replace=True
+    )
     store = ConfigStore.instance()
     store.store(name="vgx_schema", node=VgxConfig)
     store.store(group="model", name="model_schema", node=ModelConfig)

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm.auto import tqdm
 
+from vgx.config import EXECUTION_KEYS
 from vgx.data import Dataset, batches, load_dataset
 from vgx.environment import default_threads, environment
 from vgx.errors import ConfigError
@@ -38,9 +39,6 @@ from vgx.summary import gradient_summary
 from vgx.validate import check_config
 
 log = logging.getLogger(__name__)
-
-# Keys that change how a run executes, not what it computes; they do not enter the config hash.
-EXECUTION_KEYS = ("threads", "progress", "logger")
 
 
 def config_hash(cfg: DictConfig) -> str:

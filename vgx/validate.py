@@ -15,13 +15,14 @@ from importlib import resources
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Glob, Override
+from hydra.core.override_parser.types import Glob, Override, QuotedString
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from vgx.config import DataConfig, ModelConfig, ProbeConfig, VgxConfig
 from vgx.data import DATASETS
 from vgx.errors import ConfigError
+from vgx.footprint import footprint, free_memory
 from vgx.loggers import LOGGERS
 from vgx.models import (
     ACTIVATIONS,
@@ -32,7 +33,7 @@ from vgx.models import (
     RECURRENT_INITS,
     SKIPS,
 )
-from vgx.optim import DEVICES, OPTIMIZERS
+from vgx.optim import DEVICES, OPTIMIZERS, resolve_device
 from vgx.registry import Registry
 
 
@@ -108,6 +109,13 @@ BOUNDS: dict[str, tuple[float, bool]] = {
 }
 
 
+# Above this an integer key is absurd, and looping or allocating over it would hang first.
+MAX_INT = 2**31 - 1
+# Tighter ceilings where a value far below MAX_INT already hangs: building 10^6 blocks took 60 s
+# before training started; the deepest plain networks trained are 10,000 layers (Xiao et al. 2018).
+UPPER_BOUNDS = {"depth": 100_000}
+
+
 def _fields(schema: type, prefix: str = "") -> dict[str, type]:
     return {f"{prefix}{f.name}": f.type for f in dataclasses.fields(schema)}
 
@@ -152,9 +160,14 @@ def check_value(key: str, value: Any) -> None:
     valid, kind = TYPE_CHECKS[declared]
     if not valid(value):
         raise ConfigError(f"{key}={value} is not {kind}")
+    if _is_number(value) and not math.isfinite(value):
+        raise ConfigError(f"{key}={value} is not a finite number")
+    high = UPPER_BOUNDS.get(key, MAX_INT)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > high:
+        raise ConfigError(f"{key}={value} is out of range; valid: ≤ {high}")
     if key in BOUNDS and value is not None:
         low, inclusive = BOUNDS[key]
-        if math.isnan(value) or value < low or (value == low and not inclusive):
+        if value < low or (value == low and not inclusive):
             relation = "≥" if inclusive else ">"
             raise ConfigError(f"{key}={value} is out of range; valid: {relation} {low}")
 
@@ -164,8 +177,8 @@ def expand(override: Override) -> list[Any]:
     value = override.value()
     if isinstance(value, Glob):
         return list(value.filter(list(choices().get(override.key_or_group, {}))))
-    if override.is_sweep_override():
-        return list(override.sweep_iterator())
+    if override.is_sweep_override():  # a quoted element is its text: act="relu",tanh
+        return [v.text if isinstance(v, QuotedString) else v for v in override.sweep_iterator()]
     return [value]
 
 
@@ -195,12 +208,36 @@ def check_overrides(overrides: list[str]) -> None:
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Check a composed run config key by key (combinations are checked when the model is built)."""
+    """Check a composed run config key by key, then its size against the memory free for it
+    (combinations are checked when the model is built, which this check comes before)."""
     flat = _flatten(OmegaConf.to_container(cfg, resolve=True))
     for key, value in flat.items():
         if key == "experiment" and not value:
             continue
         check_value(key, value)
+    check_memory(cfg)
+
+
+def check_memory(cfg: DictConfig) -> None:
+    """ConfigError when the run cannot fit in the memory free on its device, with the numbers."""
+    need = footprint(cfg)
+    free = free_memory(resolve_device(cfg.device))
+    if need is None or free is None or need.total_bytes <= free[0]:
+        return
+    size = f"model={cfg.model.name} depth={cfg.depth} width={cfg.width}"
+    raise ConfigError(
+        f"run too large: {size} has {need.parameters:.3g} parameters; with their gradients and "
+        f"optimizer state, one batch's activations ({_size(need.activation_bytes)}) and the data "
+        f"({_size(need.data_bytes)}) it needs ~{_size(need.total_bytes)}, "
+        f"{_size(free[0])} is free ({free[1]})"
+    )
+
+
+def _size(n: int) -> str:
+    """Bytes in the largest unit that keeps the number at 1 or more (1.5 GB, 340 MB)."""
+    units = ("B", "KB", "MB", "GB", "TB")
+    power = min(len(units) - 1, max(0, (int(n).bit_length() - 1) // 10))
+    return f"{n / 2 ** (10 * power):.3g} {units[power]}"
 
 
 def _flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

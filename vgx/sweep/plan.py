@@ -16,11 +16,12 @@ from omegaconf import OmegaConf
 
 from vgx.environment import usable_cores
 from vgx.errors import ConfigError
-from vgx.sweep.names import safe_name
+from vgx.sweep.names import identity_name
 from vgx.validate import check_overrides, expand, parse_overrides
 
 SWEEPS_ROOT = Path("outputs/sweeps")
-PARALLEL_LAUNCHERS = ("joblib", "submitit")
+# A launcher's name, found in its Hydra _target_ (anything else runs jobs one by one: basic).
+TARGET_NAMES = {"vgx_launchers.vgx_local": "vgx_local", "joblib": "joblib", "submitit": "submitit"}
 
 
 @dataclass
@@ -36,7 +37,7 @@ class SweepPlan:
 
 def _launcher_name(target: str) -> str:
     lowered = target.lower()
-    return next((name for name in PARALLEL_LAUNCHERS if name in lowered), "basic")
+    return next((name for part, name in TARGET_NAMES.items() if part in lowered), "basic")
 
 
 def plan_sweep(overrides: list[str]) -> SweepPlan:
@@ -67,9 +68,14 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
     jobs = 1  # SLURM jobs each get their own allocation
     if "hydra/launcher" not in keys and min(total, usable_cores()) > 1:
         # Measured (make bench): one single-threaded run per core beats one run on every core,
-        # by far when the machine is busy; so parallel is the default wherever cores allow.
-        launcher, jobs = "joblib", min(total, usable_cores())
-        extra += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"]
+        # by far when the machine is busy; so parallel is the default wherever cores allow. vgx's
+        # own pool, not joblib: a dead loky worker aborts the sweep and a killed front end
+        # orphans loky's workers (issue 12).
+        launcher, jobs = "vgx_local", min(total, usable_cores())
+        extra += ["hydra/launcher=vgx_local", f"hydra.launcher.workers={jobs}"]
+    elif launcher == "vgx_local":
+        workers = int(cfg.hydra.launcher.get("workers", 0))
+        jobs = min(total, workers if workers > 0 else usable_cores())
     elif launcher == "joblib":
         n_jobs = int(cfg.hydra.launcher.get("n_jobs", -1))
         jobs = usable_cores() if n_jobs < 1 else n_jobs
@@ -78,6 +84,5 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
     if launcher != "basic" and "progress" not in keys:
         extra.append("progress=false")  # parallel step bars would garble one terminal
 
-    named = [o.input_line for o in parsed if not o.key_or_group.startswith("hydra")]
-    default_dir = SWEEPS_ROOT / safe_name("_".join(sorted(named)), empty="default")
+    default_dir = SWEEPS_ROOT / identity_name(parsed, sep="_")
     return SweepPlan(total, default_dir, launcher, jobs, extra)

@@ -1,0 +1,4 @@
+"""Registers vgx's launchers with Hydra, which imports every module under hydra_plugins/.
+
+`hydra/launcher=vgx_local`: vgx's own process pool (vgx/launch/), the default for parallel sweeps.
+"""
