@@ -15,7 +15,7 @@ import pytest
 from vgx.experiments import EXPERIMENTS, check_experiment, verdict_for_sweep
 from vgx.store import RunDir
 from vgx.sweep.plan import plan_sweep
-from vgx.theory import fit_slope, theory_summary
+from vgx.theory import theory_summary
 from vgx.train import execute
 from vgx.validate import check_config, experiment_names
 
@@ -94,12 +94,6 @@ def test_normalised_init_keeps_tanh_gradients_flatter_than_the_standard_init(mak
 def test_batch_norm_makes_relu_gradients_grow_toward_the_input(make_cfg, tmp_path):
     run = run_once(make_cfg, tmp_path, "depth=10", "act=relu", "norm=batch")
     assert summary(run)["vanishing_ratio_act_init"] > 0
-
-
-def test_residual_relu_net_at_he_init_grows_about_two_per_block(make_cfg, tmp_path):
-    run = run_once(make_cfg, tmp_path, "depth=10", "act=relu", "init=he_normal", "skip=residual")
-    per_block = 10 ** (2 * fit_slope(init_log10_act_grads(run)[1:-1]))  # squared norm
-    assert 1.5 < per_block < 3
 
 
 @pytest.mark.parametrize("init_std", [0.0625, 0.125, 0.5])

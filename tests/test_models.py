@@ -11,13 +11,14 @@ from torch import nn
 from vgx.data import load_dataset
 from vgx.errors import ConfigError
 from vgx.models import ACTIVATIONS, INITS, MODELS, NORMS, SKIPS, Residual, build_model, fit_data
+from vgx.models.blocks import Shortcut
 from vgx.models.init import initialise
 
 
 def build(cfg):
     data = fit_data(cfg.model.name, load_dataset(cfg.data, cfg.seq_len))
     torch.manual_seed(cfg.seed)
-    return build_model(cfg, data.n_features, data.n_outputs), data
+    return build_model(cfg, data.n_features, data.n_outputs, data.image_shape), data
 
 
 def loss_drop(cfg, steps: int = 40) -> tuple[float, float]:
@@ -59,7 +60,8 @@ def test_every_norm_and_skip_builds_and_its_loss_falls(make_cfg, norm, skip):
 
 @pytest.mark.parametrize("model", list(MODELS))
 def test_every_model_family_builds_and_its_loss_falls(make_cfg, model):
-    first, last = loss_drop(make_cfg(f"model={model}", "depth=2", "width=16"), steps=60)
+    # depth=1: a CNN of depth 2 has 14 weight layers, too deep for PyTorch's default init
+    first, last = loss_drop(make_cfg(f"model={model}", "depth=1", "width=16"), steps=60)
     assert last < 0.8 * first
 
 
@@ -138,16 +140,72 @@ def test_orthogonal_recurrent_init_makes_hidden_weights_orthogonal(make_cfg):
     assert torch.allclose(rnn.weight_hh_l0 @ rnn.weight_hh_l0.T, torch.eye(8), atol=1e-5)
 
 
-def test_residual_block_adds_its_input():
+def test_residual_wrapper_adds_its_input():
     block = nn.Linear(4, 4)
     x = torch.randn(3, 4)
     assert torch.allclose(Residual(block)(x), x + block(x))
 
 
-def test_skip_residual_wraps_every_constant_width_block(make_cfg):
-    model, _ = build(make_cfg("skip=residual", "depth=4"))
-    kinds = [type(block) for block in model.blocks]
-    assert kinds == [nn.Sequential, Residual, Residual, Residual]
+def names(module: nn.Module) -> list[str]:
+    return [name for name, _ in module.named_children()]
+
+
+def test_skip_residual_is_the_basic_block_weight_norm_act_weight_norm_add_act(make_cfg):
+    model, _ = build(make_cfg("skip=residual", "depth=3", "norm=batch"))
+    block = model.blocks[1]
+    assert names(block) == ["branch", "shortcut", "post"]
+    assert names(block.branch) == ["linear1", "norm1", "act1", "linear2", "norm2"]
+    assert isinstance(block.post, nn.ReLU)  # the activation after the addition
+
+
+def test_skip_preact_is_norm_act_weight_twice_with_nothing_after_the_addition(make_cfg):
+    model, _ = build(make_cfg("skip=preact", "depth=3", "norm=batch"))
+    block = model.blocks[1]
+    assert names(block.branch) == ["norm1", "act1", "linear1", "norm2", "act2", "linear2"]
+    assert isinstance(block.post, nn.Identity)
+    assert names(model.blocks[0]) == ["linear"]  # the stem: its norm → act open the first block
+    assert names(model.final) == ["norm", "act"]  # and close the last (He et al. 2016, ECCV)
+
+
+@pytest.mark.parametrize("skip", ["residual", "preact"])
+def test_a_block_with_a_silent_branch_passes_its_input_through_the_shortcut(make_cfg, skip):
+    model, _ = build(make_cfg(f"skip={skip}", "depth=2", "act=tanh"))
+    block = model.blocks[1]
+    nn.init.zeros_(block.branch.linear2.weight)
+    nn.init.zeros_(block.branch.linear2.bias)
+    x = torch.randn(5, 64)
+    expected = torch.tanh(x) if skip == "residual" else x
+    assert torch.equal(block(x), expected)
+
+
+def test_a_stage_shortcut_subsamples_and_pads_channels_with_zeros():
+    shortcut = Shortcut(4, 8, stride=2)
+    x = torch.randn(2, 4, 5, 3)
+    out = shortcut(x)
+    assert torch.equal(out[:, :4], x[:, :, ::2, ::2]) and out.shape == (2, 8, 3, 2)
+    assert not out[:, 4:].any()
+
+
+def test_skip_none_mlp_blocks_are_one_layer_and_residual_ones_two(make_cfg):
+    linears = {
+        skip: sum(
+            isinstance(m, nn.Linear)
+            for m in build(make_cfg(f"skip={skip}", "depth=4"))[0].modules()
+        )
+        for skip in ("none", "residual", "preact")
+    }
+    assert linears == {"none": 4 + 1, "residual": 1 + 2 * 3 + 1, "preact": 1 + 2 * 3 + 1}
+
+
+@pytest.mark.parametrize("skip", list(SKIPS))
+def test_cnn_is_6n_plus_2_layers_in_three_stages_that_halve_the_map(make_cfg, skip):
+    model, _ = build(make_cfg("model=cnn", f"skip={skip}", "depth=3", "width=4"))
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) + 1 == 6 * 3 + 2  # plus the linear head
+    assert [c.out_channels for c in convs[1::6]] == [4, 8, 16]
+    assert [c.stride for c in convs if c.stride != (1, 1)] == [(2, 2), (2, 2)]
+    shortcuts = sum(isinstance(m, Residual) for m in model.modules())
+    assert shortcuts == (0 if skip == "none" else 9)
 
 
 @pytest.mark.parametrize(
@@ -162,7 +220,8 @@ def test_skip_residual_wraps_every_constant_width_block(make_cfg):
 )
 def test_norm_places_its_layer_after_every_weight_layer(make_cfg, model, norm, expected):
     net, _ = build(make_cfg(f"model={model}", f"norm={norm}", "depth=3", "width=8"))
-    assert sum(isinstance(m, expected) for m in net.modules()) == 3
+    weights = sum(isinstance(m, nn.Linear | nn.Conv2d | nn.RNNBase) for m in net.modules())
+    assert sum(isinstance(m, expected) for m in net.modules()) == weights - 1  # not the head
 
 
 def test_depth_counts_hidden_layers(make_cfg):
@@ -182,9 +241,19 @@ def test_rnn_uses_the_configured_nonlinearity(make_cfg):
         (("model=rnn", "act=sigmoid"), "act=sigmoid does not apply to model=rnn"),
         (("model=gru", "norm=batch"), "norm=batch does not apply to recurrent models"),
         (("model=mlp", "data=adding"), "data=adding does not fit model=mlp"),
-        (("model=cnn", "data=synthetic", "data.n_features=10"), "model=cnn needs square images"),
+        (("model=cnn", "data=synthetic", "data.n_features=10"), "model=cnn needs images"),
+        (("model=lstm", "skip=preact"), "skip=preact does not apply to model=lstm"),
     ],
 )
 def test_invalid_combinations_raise_one_clear_config_error(make_cfg, overrides, message):
     with pytest.raises(ConfigError, match=message):
         build(make_cfg(*overrides))
+
+
+def test_vgx_list_says_what_depth_counts_and_what_each_skip_builds(capsys):
+    from vgx.cli import cmd_list
+
+    cmd_list([])
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert "blocks per stage" in lines["depth"] and "stem" in lines["depth"]
+    assert "basic block" in lines["skip"] and "preact: x + F(x)" in lines["skip"]

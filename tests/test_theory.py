@@ -19,6 +19,7 @@ from vgx.theory import (
     fit_slope,
     fixed_point,
     gaussian_moments,
+    predicted_block_growth,
     predicted_log10_grad_profile,
     predicted_profile,
     predicted_slope,
@@ -125,8 +126,74 @@ def test_a_configs_profile_has_one_value_per_linear_layer_ending_at_the_output(m
     assert profile[-1] == 0.0 and profile[0] < -3
 
 
-@pytest.mark.parametrize("override", ["norm=batch", "skip=residual", "model=cnn", "model=lstm"])
-def test_theory_abstains_outside_plain_mlps(make_cfg, override):
+@pytest.mark.parametrize("override", ["norm=batch", "model=cnn", "model=lstm"])
+def test_theory_abstains_outside_mlps_without_normalisation(make_cfg, override):
     cfg = make_cfg(override, "act=tanh")
     assert predicted_slope(cfg) is None and predicted_profile(cfg) is None
     assert all(np.isnan(value) for value in theory_summary(cfg).values())
+
+
+def outputs_of(modules) -> list[torch.Tensor]:
+    """The list each module's output lands in during the forward pass, gradients retained."""
+    outputs: list[torch.Tensor] = []
+    for module in modules:
+        module.register_forward_hook(lambda m, i, out: outputs.append(out) or out.retain_grad())
+    return outputs
+
+
+def residual_gradients(cfg, seeds: int = 2, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """log10‖∂L/∂h‖ of every Linear output relative to the head's, and each block's growth of
+    the squared stream gradient (input over output), by autograd in float64, mean over seeds."""
+    data = load_dataset(cfg.data, cfg.seq_len)
+    profiles, growths = [], []
+    for seed in range(seeds):
+        torch.manual_seed(seed)
+        model = build_model(cfg, data.n_features, data.n_outputs).double()
+        linear = outputs_of(m for m in model.modules() if isinstance(m, nn.Linear))
+        stream = outputs_of(model.blocks)  # blocks[0] is the stem: the first block's input
+        x, y = data.x_train[:batch].double(), data.y_train[:batch]
+        data.loss(model(x), y).backward()
+        norms = np.log10([float(out.grad.norm()) for out in linear])
+        profiles.append(norms - norms[-1])
+        squares = np.array([float(out.grad.square().sum()) for out in stream])
+        growths.append(squares[:-1] / squares[1:])
+    return np.mean(profiles, axis=0), np.exp(np.mean(np.log(growths), axis=0))
+
+
+# Measured over 3 seeds at width 512, depth 8 (7 blocks): the largest gap between the predicted
+# and measured log10 profile was 0.016 decades (basic block, ReLU, He init) and 0.011 (preact).
+RESIDUAL_CASES = [
+    ("residual", "relu", "he_normal"),
+    ("residual", "relu", "default"),
+    ("residual", "tanh", "default"),
+    ("residual", "sigmoid", "default"),
+    ("preact", "relu", "he_normal"),
+    ("preact", "tanh", "default"),
+]
+
+
+@pytest.mark.parametrize(("skip", "act", "init"), RESIDUAL_CASES)
+def test_residual_mlp_gradient_profile_at_init_matches_autograd(make_cfg, skip, act, init):
+    cfg = make_cfg(f"skip={skip}", f"act={act}", f"init={init}", "depth=8", "width=512")
+    measured, _ = residual_gradients(cfg)
+    assert np.abs(measured - predicted_profile(cfg)).max() < 0.05
+
+
+@pytest.mark.parametrize(("skip", "act", "init"), RESIDUAL_CASES)
+def test_each_blocks_predicted_growth_matches_the_measured_growth(make_cfg, skip, act, init):
+    cfg = make_cfg(f"skip={skip}", f"act={act}", f"init={init}", "depth=8", "width=512")
+    _, measured = residual_gradients(cfg)
+    assert measured == pytest.approx(predicted_block_growth(cfg), rel=0.1)
+
+
+def test_preact_relu_block_doubles_the_squared_gradient_at_he_init(make_cfg):
+    cfg = make_cfg("skip=preact", "act=relu", "init=he_normal", "depth=6")
+    assert predicted_block_growth(cfg) == pytest.approx([2.0] * 5, rel=1e-6)  # 1 + χ·χ, χ = 1
+
+
+def test_basic_sigmoid_block_vanishes_where_the_preact_block_does_not(make_cfg):
+    basic, preact = (
+        predicted_block_growth(make_cfg(f"skip={skip}", "act=sigmoid", "depth=6"))
+        for skip in ("residual", "preact")
+    )
+    assert max(basic) < 0.1 and min(preact) > 0.9  # sigmoid' ≤ 1/4 sits on the basic identity path

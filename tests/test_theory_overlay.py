@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 
 import matplotlib
+import numpy as np
 import pandas as pd
+import pytest
 from matplotlib.figure import Figure
 
 from tests.conftest_report import write_run
 from vgx.report import build_report
 from vgx.report.theory_overlay import NOTE, predicted_lines
-from vgx.theory import theory_summary
+from vgx.theory import predicted_profile, theory_summary
 
 matplotlib.use("Agg")
 
@@ -63,3 +65,17 @@ def test_overlay_skips_runs_the_theory_does_not_cover():
     ax = Figure().add_subplot()
     predicted_lines(summary, "act_grad_norm_init", ax, rows)
     assert not ax.get_lines() and not ax.texts
+
+
+def test_overlay_draws_a_residual_runs_per_block_prediction_at_every_linear_layer():
+    config = {"run": "r", "model": "mlp", "act": "relu", "init": "he_normal", "depth": 3}
+    config |= {"width": 64, "norm": "none", "skip": "residual", "data": "digits"}
+    summary = pd.DataFrame([config])
+    layers = 1 + 2 * 2 + 1  # stem, two blocks of two, head
+    rows = pd.DataFrame({"run": "r", "layer": range(layers), "act_grad_norm_init": [1.0] * layers})
+    ax = Figure().add_subplot()
+    predicted_lines(summary, "act_grad_norm_init", ax, rows)
+    (line,) = ax.get_lines()
+    predicted = np.log10(line.get_ydata())
+    assert predicted.tolist() == pytest.approx(predicted_profile(config).tolist(), abs=1e-12)
+    assert predicted[0] > 0.2  # He-init ReLU blocks grow the gradient toward the input

@@ -71,6 +71,9 @@ def test_the_same_run_passes_when_the_memory_is_there(make_cfg, monkeypatch):
         ("data=synthetic", "data.n_features=49", "data.n_classes=3", "norm=layer"),
         ("model=cnn", "depth=3", "width=8", "model.kernel_size=5", "norm=batch"),
         ("model=cnn", "depth=2", "width=8", "norm=layer"),
+        ("model=cnn", "depth=2", "width=4", "norm=batch", "skip=residual", "model.stages=2"),
+        ("model=cnn", "depth=1", "width=4", "norm=layer", "skip=preact"),
+        ("depth=3", "width=16", "norm=layer", "skip=preact"),
         ("model=rnn", "act=tanh", "depth=2", "width=8", "data=adding", "seq_len=7"),
         ("model=lstm", "act=tanh", "depth=3", "width=8", "data=copy", "norm=layer"),
         ("model=gru", "act=tanh", "depth=2", "width=8"),
@@ -82,7 +85,7 @@ def test_the_parameter_count_is_the_built_models(make_cfg, overrides):
     cfg = make_cfg(*overrides)
     data = fit_data(cfg.model.name, load_dataset(cfg.data, cfg.seq_len))
     with torch.device("meta"):
-        model = build_model(cfg, data.n_features, data.n_outputs)
+        model = build_model(cfg, data.n_features, data.n_outputs, data.image_shape)
     assert footprint(cfg).parameters == sum(p.numel() for p in model.parameters())
 
 

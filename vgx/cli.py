@@ -337,17 +337,19 @@ def cmd_compare(args: list[str]) -> int:
 
 def cmd_list(args: list[str]) -> int:
     """Print the valid choices of every key, and the numeric keys with their defaults."""
-    from vgx.validate import BOUNDS, choices, known_keys
+    from vgx.validate import BOUNDS, KEY_NOTES, choices, known_keys
 
     print("Choices (KEY=VALUE; sweep with KEY=A,B,C):")
     for key, registry in choices().items():
         names = ", ".join(registry) or "(none)"
-        print(f"  {key:<15} {names}")
+        note = f"  ({KEY_NOTES[key]})" if key in KEY_NOTES else ""
+        print(f"  {key:<15} {names}{note}")
     print("\nNumbers (sweep with KEY=A,B,C or KEY=range(START,STOP,STEP)):")
     for key in known_keys():
         if key in BOUNDS:
             low, inclusive = BOUNDS[key]
-            print(f"  {key:<18} {'≥' if inclusive else '>'} {low}")
+            note = f"  ({KEY_NOTES[key]})" if key in KEY_NOTES else ""
+            print(f"  {key:<18} {'≥' if inclusive else '>'} {low}{note}")
     return 0
 
 

@@ -24,6 +24,7 @@ class ModelConfig:
 
     name: str = MISSING
     kernel_size: int = 3  # cnn: odd kernel, padding keeps the spatial size
+    stages: int = 3  # cnn: stages of `depth` blocks; each after the first halves the map
 
 
 @dataclass
@@ -39,6 +40,8 @@ class DataConfig:
     class_sep: float = 1.0  # synthetic: smaller is harder
     n_symbols: int = 8  # copy: alphabet size
     copy_len: int = 5  # copy: symbols to remember
+    root: str = "data"  # mnist, fashion_mnist, cifar10: the directory that holds their files
+    download: bool = False  # mnist, fashion_mnist, cifar10: fetch missing files (torchvision)
 
 
 @dataclass

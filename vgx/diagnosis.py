@@ -93,8 +93,9 @@ RULES: tuple[tuple[str, Callable[[Architecture], bool], Remedy], ...] = (
         "and saturation cannot compound (without skips it makes gradients grow with depth)",
         "Ioffe & Szegedy 2015; Yang et al. 2019")),
     (VANISHING, lambda a: not a.residual and a.feedforward, Remedy(
-        "skip", "residual", "the identity path carries the gradient past every block",
-        "He et al. 2016")),
+        "skip", "preact", "the identity path carries the gradient past every block (in the "
+        "basic block, skip=residual, the act after the addition sits on it: sigmoid keeps "
+        "0.05 per block in squared norm)", "He et al. 2016, ECCV")),
     (VANISHING, lambda a: "rnn" in a.recurrent, Remedy(
         "model", "lstm", "a gated cell's additive state path lets gradients cross many time "
         "steps (or model=gru)", "Hochreiter & Schmidhuber 1997; Cho et al. 2014")),

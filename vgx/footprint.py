@@ -23,6 +23,8 @@ FLOAT = 4  # bytes: models and data are float32
 PARAM_BYTES = 5 * FLOAT
 DIGITS = (1797, 64, 10)  # scikit-learn's digits: examples, features (8 x 8), classes
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+IMAGE_CHANNELS = {"cifar10": 3}  # the other image sets are grey
+IMAGE_SIZES = {"mnist": (70000, 784), "fashion_mnist": (70000, 784), "cifar10": (60000, 3072)}
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,11 @@ DATA_SHAPES: dict[str, Callable[[Any, int], DataShape]] = {
     "copy": lambda d, t: DataShape(
         d.n_train + d.n_test, 2 * d.copy_len + t, d.n_symbols + 2, d.n_symbols
     ),
+    # the whole files are read before n_train, n_test choose from them
+    **{
+        name: lambda d, t, size=size: DataShape(size[0], 1, size[1], 10)
+        for name, size in IMAGE_SIZES.items()
+    },
 }
 
 
@@ -49,18 +56,44 @@ def _norm_params(norm: str, width: int) -> int:
     return 0 if norm == "none" else 2 * width  # batch and layer norm: a scale and a shift
 
 
+def _block_params(cfg: Any, weight: Callable[[int, int], int], fan_in: int, fan_out: int) -> int:
+    """One block of vgx.models.blocks: two weight layers and their two norms (skip=none on an
+    MLP: one of each); a preact block normalises its input's width first."""
+    if cfg.model.name == "mlp" and cfg.skip == "none":
+        return weight(fan_in, fan_out) + _norm_params(cfg.norm, fan_out)
+    first_norm = fan_in if cfg.skip == "preact" else fan_out
+    norms = _norm_params(cfg.norm, first_norm) + _norm_params(cfg.norm, fan_out)
+    return weight(fan_in, fan_out) + weight(fan_out, fan_out) + norms
+
+
+def _stem_and_final(cfg: Any, weight: int, width: int, last: int) -> int:
+    """The stem (with its norm, except for preact) and preact's norm after the last block."""
+    return weight + _norm_params(cfg.norm, last if cfg.skip == "preact" else width)
+
+
 def _mlp_params(cfg: Any, shape: DataShape) -> int:
-    fan_in = shape.steps * shape.features
-    first = fan_in * cfg.width + cfg.width
-    rest = (cfg.depth - 1) * (cfg.width * cfg.width + cfg.width)
-    return first + rest + cfg.depth * _norm_params(cfg.norm, cfg.width)
+    w = cfg.width
+
+    def linear(fan_in: int, fan_out: int) -> int:
+        return fan_in * fan_out + fan_out
+
+    stem = _stem_and_final(cfg, linear(shape.steps * shape.features, w), w, w)
+    return stem + (cfg.depth - 1) * _block_params(cfg, linear, w, w)
 
 
 def _cnn_params(cfg: Any, shape: DataShape) -> int:
-    k2 = cfg.model.kernel_size**2
-    first = k2 * cfg.width + cfg.width
-    rest = (cfg.depth - 1) * (k2 * cfg.width * cfg.width + cfg.width)
-    return first + rest + cfg.depth * _norm_params(cfg.norm, cfg.width)
+    k2, w, stages = cfg.model.kernel_size**2, cfg.width, cfg.model.stages
+
+    def conv(fan_in: int, fan_out: int) -> int:
+        return k2 * fan_in * fan_out + fan_out
+
+    last = w * 2 ** (stages - 1)
+    total = _stem_and_final(cfg, conv(IMAGE_CHANNELS.get(cfg.data.name, 1), w), w, last)
+    for stage in range(stages):
+        fan_out = w * 2**stage
+        total += _block_params(cfg, conv, fan_out // 2 if stage else w, fan_out)
+        total += (cfg.depth - 1) * _block_params(cfg, conv, fan_out, fan_out)
+    return total + (last - w) * shape.outputs  # the head reads the last stage's channels
 
 
 def _recurrent_params(cfg: Any, shape: DataShape) -> int:

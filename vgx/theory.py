@@ -31,7 +31,7 @@ from numpy.polynomial.legendre import leggauss
 from omegaconf import DictConfig, OmegaConf
 
 from vgx.config import DataConfig, flatten
-from vgx.models import ACTIVATIONS
+from vgx.models import ACTIVATIONS, SKIPS
 
 # Panels of z = 0 … 10 on each side, graded toward 0 where ReLU-like activations have kinks and
 # saturating ones at large q change fastest; NODES Gauss-Legendre nodes per panel.
@@ -211,12 +211,15 @@ def _like(default: Any, value: Any) -> Any:
 
 def _mlp_theory_inputs(
     cfg: Mapping[str, Any] | DictConfig, q0: float | None
-) -> tuple[str, float, float, int, float] | None:
-    """(act, σ_w², σ_b², depth, q0) of a plain MLP config; None where the theory does not apply."""
+) -> tuple[str, str, float, float, int, float] | None:
+    """(skip, act, σ_w², σ_b², depth, q0) of an MLP config without normalisation; None where the
+    theory does not apply."""
     flat = _flat(cfg)
-    plain = (flat.get("model", "mlp"), flat.get("norm", "none"), flat.get("skip", "none"))
-    if plain != ("mlp", "none", "none"):
-        return None  # CNN, RNN, normalisation, residual: not this mean-field map
+    model, norm, skip = (
+        flat.get(k, d) for k, d in (("model", "mlp"), ("norm", "none"), ("skip", "none"))
+    )
+    if model != "mlp" or norm != "none" or skip not in SKIPS:
+        return None  # CNN, RNN, normalisation: not these mean-field maps
     act, init = flat.get("act"), flat.get("init", "default")
     if act not in ACTIVATIONS or init not in INIT_VARIANCES:
         return None
@@ -228,7 +231,13 @@ def _mlp_theory_inputs(
         # The first layer has fan_in = n_features: fold its own σ_w² into the input length so the
         # first hidden layer gets its true q¹ (its bias variance is taken as the hidden layers').
         q0 = moment * INIT_VARIANCES[init](n_in, width, std)[0] / sigma_w2
-    return act, sigma_w2, sigma_b2, int(flat["depth"]), q0
+    return skip, act, sigma_w2, sigma_b2, int(flat["depth"]), q0
+
+
+def _profile(skip: str, *inputs: Any) -> np.ndarray:
+    if skip == "none":
+        return predicted_log10_grad_profile(*inputs)
+    return predicted_block_profile(skip, *inputs)[0]
 
 
 def predicted_profile(
@@ -239,10 +248,23 @@ def predicted_profile(
 
     `cfg` is a composed config or a flat summary row (keys act, init, init_std, width, depth,
     model, norm, skip, data...); q0 defaults to the dataset's mean squared input (1 without data).
-    None where the theory does not apply: CNN, RNN family, normalisation, residual blocks.
+    Plain, residual and pre-activation MLPs; None where the theory does not apply: CNN, RNN
+    family, normalisation.
     """
     inputs = _mlp_theory_inputs(cfg, q0)
-    return None if inputs is None else predicted_log10_grad_profile(*inputs)
+    return None if inputs is None else _profile(*inputs)
+
+
+def predicted_block_growth(
+    cfg: Mapping[str, Any] | DictConfig, q0: float | None = None
+) -> np.ndarray | None:
+    """Each block's growth of the squared gradient norm at init, from its output back to its
+    input, for a residual or pre-activation MLP (depth − 1 blocks, forward order); None for
+    plain nets and where the theory does not apply."""
+    inputs = _mlp_theory_inputs(cfg, q0)
+    if inputs is None or inputs[0] == "none":
+        return None
+    return predicted_block_profile(*inputs)[1]
 
 
 def predicted_slope(cfg: Mapping[str, Any] | DictConfig, q0: float | None = None) -> float | None:
@@ -255,23 +277,112 @@ def predicted_slope(cfg: Mapping[str, Any] | DictConfig, q0: float | None = None
 def theory_summary(
     cfg: Mapping[str, Any] | DictConfig, q0: float | None = None
 ) -> dict[str, float]:
-    """Columns for summary.csv: `chi1`, `q_star`, `predicted_slope` (decades per layer, output →
-    input) and `predicted_vanishing_ratio_act` (log10 first/last layer, comparable with
-    `vanishing_ratio_act_init`); NaN where the theory does not apply."""
+    """Columns for summary.csv: `chi1`, `q_star` (plain MLPs), `predicted_slope` (decades per
+    layer, output → input) and `predicted_vanishing_ratio_act` (log10 first/last layer,
+    comparable with `vanishing_ratio_act_init`); NaN where the theory does not apply."""
     inputs = _mlp_theory_inputs(cfg, q0)
     return dict.fromkeys(THEORY_KEYS, math.nan) if inputs is None else dict(_summary(*inputs))
 
 
 @lru_cache(maxsize=1024)  # a sweep's runs share few configs; the report asks for every run
 def _summary(
-    act: str, sigma_w2: float, sigma_b2: float, depth: int, start: float
+    skip: str, act: str, sigma_w2: float, sigma_b2: float, depth: int, start: float
 ) -> dict[str, float]:
-    inputs = (act, sigma_w2, sigma_b2, depth, start)
-    q_star = fixed_point(act, sigma_w2, sigma_b2, start * sigma_w2 + sigma_b2)
-    profile = predicted_log10_grad_profile(*inputs)
-    return {
-        "chi1": float(chi(act, sigma_w2, q_star)[0]),
-        "q_star": q_star,
+    profile = _profile(skip, act, sigma_w2, sigma_b2, depth, start)
+    predicted = {
         "predicted_slope": fit_slope(profile),
         "predicted_vanishing_ratio_act": float(profile[0]),
     }
+    if skip != "none":  # the residual stream has no fixed point: its length grows every block
+        return {"chi1": math.nan, "q_star": math.nan, **predicted}
+    q_star = fixed_point(act, sigma_w2, sigma_b2, start * sigma_w2 + sigma_b2)
+    return {"chi1": float(chi(act, sigma_w2, q_star)[0]), "q_star": q_star, **predicted}
+
+
+# ---- residual nets: the two published blocks (He et al. 2016), MLP, norm=none -------------------
+# Squared gradient norms per Linear output, from the head back: through Wᵀ a norm changes by σ_w²,
+# through φ' by E[φ'²] (equal widths; δ independent of the weights, as in the plain theory). The
+# stream of a pre-activation net is a sum of independent Gaussians. That of the basic block is
+# x = φ(z), z = x + W₂φ(W₁x): not Gaussian, and along the identity path a unit's φ'(z) of one
+# block depends on its φ'(z) of the next (a unit that is on tends to stay on), so each unit's z is
+# carried as a Markov chain over STREAM_POINTS quantiles per block. Without the chain, products of
+# independent E[φ'²] put a 7-block ReLU net at PyTorch's default init 0.25 decades off autograd.
+STREAM_POINTS = 256
+
+
+def _gaussian_points(q: float) -> tuple[np.ndarray, np.ndarray]:
+    z, w = _quadrature()
+    return math.sqrt(max(q, Q_MIN)) * z.numpy(), w.numpy()
+
+
+def _quantiles(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """STREAM_POINTS equally likely points standing for a weighted sample (mid-quantiles)."""
+    order = np.argsort(values)
+    values, weights = values[order], weights[order] / weights.sum()
+    middle = np.cumsum(weights) - weights / 2
+    return np.interp((np.arange(STREAM_POINTS) + 0.5) / STREAM_POINTS, middle, values)
+
+
+def _transition(x: np.ndarray, std: float, points: np.ndarray) -> np.ndarray:
+    """P(z' in the cell of each of `points` | x), z' = x + N(0, std²): rows sum to 1."""
+    edges = np.concatenate([[-np.inf], (points[1:] + points[:-1]) / 2, [np.inf]])
+    cdf = torch.special.ndtr(torch.from_numpy((edges[None, :] - x[:, None]) / max(std, 1e-300)))
+    return np.diff(cdf.numpy(), axis=1)
+
+
+def _basic_profile(
+    act: str, sigma_w2: float, sigma_b2: float, q_stem: float, blocks: int
+) -> tuple[list[float], np.ndarray]:
+    """Squared ‖δ‖ of each Linear output (forward, head = 1) and each block's growth."""
+    g, v = _gaussian_points(1.0)
+    points = [_quantiles(*_gaussian_points(q_stem))]  # z of the stem, then of each block
+    moves, branch = [], []  # transition matrices; χ(q₁) of each block
+    for _ in range(blocks):
+        x = activation_and_slope(act, torch.from_numpy(points[-1]))[0].numpy()
+        q1 = sigma_w2 * float(np.mean(x * x)) + sigma_b2
+        std = math.sqrt(float(length_map(act, sigma_w2, sigma_b2, q1)[0]))
+        nxt = (x[:, None] + std * g[None, :]).ravel()
+        points.append(_quantiles(nxt, np.broadcast_to(v, (len(x), len(v))).ravel()))
+        moves.append(_transition(x, std, points[-1]))
+        branch.append(float(chi(act, sigma_w2, q1)[0]))
+    slopes = [activation_and_slope(act, torch.from_numpy(p))[1].numpy() ** 2 for p in points]
+    # V[s]: E[δ² at the output of the unit's block | its z = s]; the head's Wᵀ gives σ_w².
+    value, squared, growth = np.full(STREAM_POINTS, sigma_w2), [1.0], np.empty(blocks)
+    for index in reversed(range(blocks)):
+        through = slopes[index + 1] * value  # E[δ_z² | z]: W₂'s output
+        d = float(through.mean())
+        squared += [d, branch[index] * d]
+        before = moves[index] @ through + sigma_w2 * branch[index] * d
+        growth[index] = float(before.mean()) / float(value.mean())
+        value = before
+    squared.append(float((slopes[0] * value).mean()))  # the stem's output
+    return squared, growth
+
+
+@lru_cache(maxsize=256)
+def predicted_block_profile(
+    skip: str, act: str, sigma_w2: float, sigma_b2: float, depth: int, q0: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted log10‖δ‖ of every Linear output of a residual MLP, output = 0, forward order
+    (stem, W₁ and W₂ of each of the depth − 1 blocks, head), and each block's growth of the
+    squared gradient norm from its output back to its input (its 'per-block growth')."""
+    q_stem, blocks = sigma_w2 * q0 + sigma_b2, depth - 1
+    squared = [1.0]  # head output, then backward
+    growth = np.empty(blocks)
+    if skip == "preact":
+        q, forward = q_stem, []
+        for _ in range(blocks):
+            q1 = float(length_map(act, sigma_w2, sigma_b2, q)[0])
+            forward.append((float(chi(act, sigma_w2, q)[0]), float(chi(act, sigma_w2, q1)[0])))
+            q += float(length_map(act, sigma_w2, sigma_b2, q1)[0])
+        stream = float(chi(act, sigma_w2, q)[0])  # final φ, then the head's Wᵀ
+        for index, (a, c) in reversed(list(enumerate(forward))):
+            squared += [stream, c * stream]  # W₂'s output, W₁'s output
+            growth[index] = 1 + a * c
+            stream *= growth[index]
+        squared.append(stream)  # the stem's output is the stream
+    else:  # residual: the basic block
+        squared, growth = _basic_profile(act, sigma_w2, sigma_b2, q_stem, blocks)
+    profile = 0.5 * np.log10(np.maximum(squared[::-1], 1e-300))
+    profile.flags.writeable = growth.flags.writeable = False  # cached: shared by every caller
+    return profile, growth

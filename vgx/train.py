@@ -169,7 +169,7 @@ def check_run(cfg: DictConfig) -> None:
     resolve_device(cfg.device)
     data = fit_data(cfg.model.name, load_dataset(cfg.data, cfg.seq_len))
     with torch.device("meta"):
-        build_model(cfg, data.n_features, data.n_outputs)
+        build_model(cfg, data.n_features, data.n_outputs, data.image_shape)
 
 
 @torch.no_grad()
@@ -189,7 +189,7 @@ def train(cfg: DictConfig, run: RunDir) -> Outcome:
     dtype = DTYPES[cfg.dtype]
     data = fit_data(cfg.model.name, load_dataset(cfg.data, cfg.seq_len)).to(device, dtype)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, data.n_features, data.n_outputs).to(device, dtype)
+    model = build_model(cfg, data.n_features, data.n_outputs, data.image_shape).to(device, dtype)
     optimizer = make_optimizer(model.parameters(), cfg)
     schedule = make_schedule(optimizer, cfg)
     order = batches(len(data.x_train), cfg.batch_size, torch.Generator().manual_seed(cfg.seed))

@@ -68,6 +68,15 @@ def choices() -> dict[str, Mapping[str, Any]]:
     }
 
 
+# What a key means where its name does not say it (`vgx list` prints these; README "Blocks").
+KEY_NOTES: dict[str, str] = {
+    "depth": "blocks: MLP, the first is the stem; CNN, blocks per stage (6·depth + 2 layers); "
+    "RNN family, stacked layers",
+    "skip": "none: plain; residual: act(x + F(x)), the basic block of He et al. 2016 (CVPR); "
+    "preact: x + F(x), norm → act inside F (ECCV); F holds two weight layers",
+    "model.stages": "cnn: each stage after the first halves the map and doubles the channels",
+}
+
 # key -> (lowest allowed value, whether the bound itself is allowed)
 BOUNDS: dict[str, tuple[float, bool]] = {
     "depth": (1, True),
@@ -86,6 +95,7 @@ BOUNDS: dict[str, tuple[float, bool]] = {
     "threads": (0, True),
     "seed": (0, True),
     "model.kernel_size": (1, True),
+    "model.stages": (1, True),
     "data.n_train": (1, True),
     "data.n_test": (1, True),
     "data.n_features": (2, True),

@@ -10,10 +10,12 @@ from typing import Any
 from torch import nn
 
 from vgx.data import SEQUENCE, VECTOR, Dataset
+from vgx.data.images import IMAGE_SETS
 from vgx.errors import ConfigError
+from vgx.models.blocks import SKIPS, Residual
 from vgx.models.cnn import CNNNet
 from vgx.models.init import INITS, RECURRENT_INITS, initialise
-from vgx.models.layers import ACTIVATIONS, NORMS, SKIPS, Residual
+from vgx.models.layers import ACTIVATIONS, NORMS
 from vgx.models.mlp import MLPNet
 from vgx.models.rnn import RecurrentNet
 from vgx.models.transformer import NORM_POSITIONS, TransformerNet
@@ -41,12 +43,13 @@ class ModelKind:
     build: Callable[..., nn.Module]
     data_kind: str
     options: tuple[str, ...] = ()  # fields of the model config the builder takes
+    reads_images: bool = False  # the builder takes the data's (C, H, W) image shape
     keys: tuple[str, ...] = ()  # top-level keys the builder takes besides the shared ones
 
 
 MODELS: Registry[ModelKind] = Registry("model", "network family")
 MODELS.add("mlp", ModelKind(MLPNet, VECTOR))
-MODELS.add("cnn", ModelKind(CNNNet, VECTOR, ("kernel_size",)))
+MODELS.add("cnn", ModelKind(CNNNet, VECTOR, ("kernel_size", "stages"), reads_images=True))
 for _cell in ("rnn", "lstm", "gru"):
     MODELS.add(_cell, ModelKind(partial(RecurrentNet, _cell), SEQUENCE))
 MODELS.add("transformer", ModelKind(TransformerNet, SEQUENCE, keys=("heads", "norm_position")))
@@ -60,14 +63,19 @@ def fit_data(model_name: str, dataset: Dataset) -> Dataset:
     if kind.data_kind == SEQUENCE:
         return dataset.as_sequence()
     raise ConfigError(
-        f"data={dataset.name} does not fit model={model_name}; valid data: digits, synthetic"
+        f"data={dataset.name} does not fit model={model_name}; valid data: digits, synthetic, "
+        f"{', '.join(IMAGE_SETS)}"
     )
 
 
-def build_model(cfg: Any, n_features: int, n_outputs: int) -> nn.Module:
+def build_model(
+    cfg: Any, n_features: int, n_outputs: int, image_shape: tuple[int, int, int] | None = None
+) -> nn.Module:
     """Build and initialise the model a run config describes; ConfigError for a bad combination."""
     kind = MODELS[cfg.model.name]
     options = {name: cfg.model[name] for name in kind.options}
+    if kind.reads_images:
+        options["image_shape"] = image_shape
     options.update({name: cfg[name] for name in kind.keys})
     model = kind.build(
         n_features=n_features,

@@ -1,30 +1,43 @@
-"""Convolutional network on square single-channel images: conv blocks, global pooling, a head."""
+"""Convolutional network: the CIFAR ResNet of He et al. 2016 (CVPR, §4.2), any image shape.
+
+stem (k×k conv from the image's channels to `width`) → `stages` stages of `depth` blocks each, the
+channels doubling and the map halving (stride 2) where a stage starts → global average pooling →
+linear head. Every block holds two convolutions (vgx.models.blocks), so with 3 stages the net has
+6·depth + 2 weight layers: depth=3 is ResNet-20, depth=9 ResNet-56; skip=none is the plain net of
+the same layers.
+"""
 
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from functools import partial
 
 from torch import Tensor, nn
 
 from vgx.errors import ConfigError
-from vgx.models.layers import ACTIVATIONS, CNN, NORMS, stack
+from vgx.models.blocks import SKIPS, Parts
+from vgx.models.layers import CNN
 
 
-def conv_block(channels_in: int, width: int, kernel: int, act: str, norm: str) -> nn.Sequential:
-    """Conv (same padding, so every block keeps the spatial size) -> norm -> activation."""
-    return nn.Sequential(
-        OrderedDict(
-            conv=nn.Conv2d(channels_in, width, kernel, padding=kernel // 2),
-            norm=NORMS[norm](CNN, width),
-            act=ACTIVATIONS[act](),
+def conv(fan_in: int, fan_out: int, stride: int, kernel: int) -> nn.Conv2d:
+    """k×k, padding k // 2: the map keeps its size, or halves (rounding up) at stride 2."""
+    return nn.Conv2d(fan_in, fan_out, kernel, stride=stride, padding=kernel // 2)
+
+
+def square_image(n_features: int) -> tuple[int, int, int]:
+    """A flat input without a recorded image shape, viewed as one square channel."""
+    side = math.isqrt(n_features)
+    if side * side != n_features:
+        raise ConfigError(
+            f"model=cnn needs images; data has {n_features} features and no image shape "
+            "(valid: data=digits, mnist, fashion_mnist, cifar10, or data=synthetic with a "
+            "square data.n_features)"
         )
-    )
+    return 1, side, side
 
 
 class CNNNet(nn.Module):
-    """Vector inputs of a square size (64 for digits) are viewed as one-channel images."""
+    """Inputs arrive flat (B, C·H·W) and are viewed as (B, C, H, W)."""
 
     def __init__(
         self,
@@ -36,22 +49,28 @@ class CNNNet(nn.Module):
         norm: str,
         skip: str,
         kernel_size: int = 3,
+        stages: int = 3,
+        image_shape: tuple[int, int, int] | None = None,
     ) -> None:
         super().__init__()
-        self.side = math.isqrt(n_features)
-        if self.side * self.side != n_features:
-            raise ConfigError(
-                f"model=cnn needs square images; data has {n_features} features "
-                "(valid: data=digits, or data=synthetic with a square data.n_features)"
-            )
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ConfigError(f"model.kernel_size={kernel_size} must be an odd number ≥ 1")
-        block = partial(conv_block, width=width, kernel=kernel_size, act=act, norm=norm)
-        self.blocks = stack(block, 1, width, depth, skip)
+        self.image_shape = tuple(image_shape or square_image(n_features))
+        kind = SKIPS[skip]
+        parts = Parts(partial(conv, kernel=kernel_size), "conv", CNN, act, norm)
+        self.stem = kind.stem(parts, self.image_shape[0], width)
+        blocks, channels = [], width
+        for stage in range(stages):
+            for index in range(depth):
+                stride = 2 if stage > 0 and index == 0 else 1
+                blocks.append(kind.block(parts, channels, width * 2**stage, stride))
+                channels = width * 2**stage
+        self.blocks = nn.Sequential(*blocks)
+        self.final = kind.final(parts, channels)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.head = nn.Linear(width, n_outputs)
+        self.head = nn.Linear(channels, n_outputs)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x.view(x.shape[0], 1, self.side, self.side)  # (B, 1, S, S)
-        x = self.pool(self.blocks(x)).flatten(1)  # (B, width)
-        return self.head(x)
+        x = x.view(x.shape[0], *self.image_shape)  # (B, C, H, W)
+        x = self.final(self.blocks(self.stem(x)))  # (B, width·2^(stages−1), H', W')
+        return self.head(self.pool(x).flatten(1))

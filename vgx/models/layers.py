@@ -1,10 +1,10 @@
-"""Registries of the building blocks a config can choose: activations, normalisations, skips."""
+"""Registries of the layers a config can choose: activations and normalisations."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from torch import Tensor, nn
+from torch import nn
 
 from vgx.errors import ConfigError
 from vgx.registry import Registry
@@ -49,27 +49,3 @@ NORMS: Registry[Callable[[str, int], nn.Module]] = Registry(
 NORMS.add("none", lambda family, width: nn.Identity())
 NORMS.add("batch", _batch_norm)  # Ioffe & Szegedy 2015
 NORMS.add("layer", _layer_norm)  # Ba et al. 2016
-
-
-class Residual(nn.Module):
-    """x + block(x): the identity path of He et al. 2016 around a constant-width block."""
-
-    def __init__(self, block: nn.Module) -> None:
-        super().__init__()
-        self.block = block
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.block(x)
-
-
-SKIPS: Registry[Callable[[nn.Module], nn.Module]] = Registry("skip", "identity path around blocks")
-SKIPS.add("none", lambda block: block)
-SKIPS.add("residual", Residual)
-
-
-def stack(
-    block: Callable[[int], nn.Module], fan_in: int, width: int, depth: int, skip: str
-) -> nn.Sequential:
-    """`depth` blocks: the first maps `fan_in` to `width`, the rest keep it and get the skip."""
-    wrap = SKIPS[skip]
-    return nn.Sequential(block(fan_in), *(wrap(block(width)) for _ in range(depth - 1)))

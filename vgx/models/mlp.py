@@ -1,28 +1,27 @@
-"""Fully connected network: `depth` hidden blocks of Linear -> norm -> activation, then a head."""
+"""Fully connected network: `depth` blocks (the first is the stem), then a linear head.
+
+The stem maps the input to `width` (Linear → norm → act; a pre-activation net's stem is the Linear
+alone). The other depth − 1 blocks keep the width: one Linear → norm → act each for skip=none, so a
+plain net has `depth` hidden layers, the net of the mean-field theory; two weight layers each for
+skip=residual and skip=preact (vgx.models.blocks), 2·depth − 1 hidden layers in all.
+"""
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from functools import partial
 
 from torch import Tensor, nn
 
-from vgx.models.layers import ACTIVATIONS, MLP, NORMS, stack
+from vgx.models.blocks import SKIPS, Parts
+from vgx.models.layers import MLP
 
 
-def mlp_block(fan_in: int, width: int, act: str, norm: str) -> nn.Sequential:
-    """Linear -> norm -> activation, the order of Ioffe & Szegedy 2015."""
-    return nn.Sequential(
-        OrderedDict(
-            linear=nn.Linear(fan_in, width),
-            norm=NORMS[norm](MLP, width),
-            act=ACTIVATIONS[act](),
-        )
-    )
+def linear(fan_in: int, fan_out: int, stride: int) -> nn.Linear:
+    return nn.Linear(fan_in, fan_out)
 
 
 class MLPNet(nn.Module):
-    """The first block maps the input to `width`; the others keep the width, so skips fit."""
+    """stem → blocks → final (norm → act for preact) → head; `blocks[0]` is the stem."""
 
     def __init__(
         self,
@@ -35,10 +34,13 @@ class MLPNet(nn.Module):
         skip: str,
     ) -> None:
         super().__init__()
-        self.blocks = stack(
-            partial(mlp_block, width=width, act=act, norm=norm), n_features, width, depth, skip
+        kind, parts = SKIPS[skip], Parts(linear, "linear", MLP, act, norm)
+        block = partial(kind.mlp_block, parts, width, width)
+        self.blocks = nn.Sequential(
+            kind.stem(parts, n_features, width), *(block() for _ in range(depth - 1))
         )
+        self.final = kind.final(parts, width)
         self.head = nn.Linear(width, n_outputs)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.blocks(x.flatten(1)))  # (B, F) -> (B, n_outputs)
+        return self.head(self.final(self.blocks(x.flatten(1))))  # (B, F) -> (B, n_outputs)

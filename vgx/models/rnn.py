@@ -10,9 +10,13 @@ from functools import partial
 from torch import Tensor, nn
 
 from vgx.errors import ConfigError
-from vgx.models.layers import NORMS, RNN, RNN_ACTIVATIONS, stack
+from vgx.models.blocks import Residual
+from vgx.models.layers import NORMS, RNN, RNN_ACTIVATIONS
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+# skip -> how it wraps a constant-width layer: residual is x + layer(x), the residual stacked
+# LSTM of Wu et al. 2016 (GNMT); the published two-layer blocks are for MLPs and CNNs.
+RECURRENT_SKIPS: dict[str, type[nn.Module] | None] = {"none": None, "residual": Residual}
 
 
 class RecurrentBlock(nn.Module):
@@ -51,8 +55,16 @@ class RecurrentNet(nn.Module):
                 f"act={act} does not apply to model={cell}: its gates are fixed "
                 "(sigmoid gates, tanh cell); valid: tanh, or model=rnn for act=relu"
             )
-        block = partial(RecurrentBlock, cell, width=width, act=act, norm=norm)
-        self.blocks = stack(block, n_features, width, depth, skip)
+        if skip not in RECURRENT_SKIPS:
+            raise ConfigError(
+                f"skip={skip} does not apply to model={cell}; valid: {', '.join(RECURRENT_SKIPS)}"
+            )
+        block, wrap = (
+            partial(RecurrentBlock, cell, width=width, act=act, norm=norm),
+            RECURRENT_SKIPS[skip],
+        )
+        rest = (block(width) for _ in range(depth - 1))
+        self.blocks = nn.Sequential(block(n_features), *(wrap(b) if wrap else b for b in rest))
         self.head = nn.Linear(width, n_outputs)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -1,8 +1,9 @@
 """Mean-field theory drawn next to the measurement on the gradient-vs-layer plots.
 
-The prediction (Poole et al. 2016; Schoenholz et al. 2017) is the back-propagated gradient at
-init, so it is drawn on the activation-gradient panels at the first step, anchored at each run's
-measured output layer: where the dashed line and the measured line part, theory and run disagree.
+The prediction (Poole et al. 2016; Schoenholz et al. 2017; for residual and pre-activation
+blocks, each block's growth from vgx.theory) is the back-propagated gradient at init, so it is
+drawn on the activation-gradient panels at the first step, anchored at each run's measured output
+layer: where the dashed line and the measured line part, theory and run disagree.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
-"""Datasets that ship or are generated, never downloaded; deterministic for `data.seed`.
+"""Datasets: bundled, generated, or read from disk; deterministic for `data.seed`.
 
-Vector sets (`digits`, `synthetic`) feed the MLP and CNN; sequence tasks (`adding`, `copy`) feed the
-RNN family and are the long-time-lag problems of Hochreiter & Schmidhuber 1997.
+Vector sets (`digits`, `synthetic`, and the image sets `mnist`, `fashion_mnist`, `cifar10` read by
+vgx.data.images) feed the MLP and CNN; sequence tasks (`adding`, `copy`) feed the RNN family and
+are the long-time-lag problems of Hochreiter & Schmidhuber 1997. Nothing is downloaded unless an
+image set is asked for with `data.download=true`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import importlib.util
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from vgx.data.images import IMAGE_SETS, image_arrays
 from vgx.errors import ConfigError, VgxError
 from vgx.registry import Registry
 
@@ -39,6 +42,7 @@ class Dataset:
     n_outputs: int
     target_steps: int = 0  # SEQUENCE: the loss reads the model's last `target_steps` outputs
     regression: bool = False
+    image_shape: tuple[int, int, int] | None = None  # VECTOR images: x rows are flat (C, H, W)
 
     @property
     def n_features(self) -> int:
@@ -65,14 +69,18 @@ class Dataset:
         return tail[:, 0] if self.target_steps == 1 else tail
 
     def as_sequence(self) -> Dataset:
-        """A square-image set read row by row (the RNN family on digits: 8 steps of 8 pixels)."""
-        side = math.isqrt(self.n_features)
-        if self.kind == SEQUENCE or side * side != self.n_features:
+        """An image set read row by row: H steps of C·W pixels (digits: 8 steps of 8)."""
+        if self.kind == SEQUENCE or self.image_shape is None:
             raise ConfigError(
-                f"data={self.name} cannot be read as a sequence; valid: adding, copy, digits"
+                f"data={self.name} cannot be read as a sequence; valid: adding, copy, digits, "
+                f"{', '.join(IMAGE_SETS)}"
             )
-        rows = {f: getattr(self, f).view(-1, side, side) for f in ("x_train", "x_test")}
-        return replace(self, kind=SEQUENCE, target_steps=1, **rows)
+        c, h, w = self.image_shape
+        rows = {
+            f: getattr(self, f).view(-1, c, h, w).transpose(1, 2).reshape(-1, h, c * w)
+            for f in ("x_train", "x_test")
+        }  # (N, H, C·W)
+        return replace(self, kind=SEQUENCE, target_steps=1, image_shape=None, **rows)
 
     def to(self, device: torch.device, dtype: torch.dtype = torch.float32) -> Dataset:
         """On `device`, with inputs and real-valued targets in the model's `dtype`."""
@@ -125,7 +133,9 @@ def load_digits(cfg: Any, seq_len: int) -> Dataset:
     """scikit-learn's bundled 8x8 digits (1,797 images, 10 classes), scaled to [0, 1]."""
     x, y = digits_arrays()
     n_test = min(cfg.n_test, len(x) // 5)
-    return _split("digits", x, y, n_test, cfg.seed, kind=VECTOR, n_outputs=10)
+    return _split(
+        "digits", x, y, n_test, cfg.seed, kind=VECTOR, n_outputs=10, image_shape=(1, 8, 8)
+    )
 
 
 @DATASETS.register("synthetic")
@@ -143,6 +153,7 @@ def load_synthetic(cfg: Any, seq_len: int) -> Dataset:
         class_sep=cfg.class_sep,
         random_state=cfg.seed,
     )
+    side = math.isqrt(cfg.n_features)
     return _split(
         "synthetic",
         x.astype(np.float32),
@@ -151,6 +162,7 @@ def load_synthetic(cfg: Any, seq_len: int) -> Dataset:
         cfg.seed,
         kind=VECTOR,
         n_outputs=cfg.n_classes,
+        image_shape=(1, side, side) if side * side == cfg.n_features else None,
     )
 
 
@@ -209,6 +221,32 @@ def load_copy(cfg: Any, seq_len: int) -> Dataset:
         n_outputs=m,
         target_steps=k,
     )
+
+
+def load_images(name: str, cfg: Any, seq_len: int) -> Dataset:
+    """An image set's official split: `n_train` training images drawn by `data.seed` (all when
+    n_train is at least the set's size), the first `n_test` test images; pixels scaled to [0, 1]."""
+    (x_train, y_train), (x_test, y_test) = image_arrays(name, Path(cfg.root), cfg.download)
+    rng = np.random.default_rng(cfg.seed)
+    keep = rng.permutation(len(x_train))[: cfg.n_train]
+
+    def flat(images: np.ndarray) -> Tensor:  # (N, C, H, W) uint8 -> (N, C·H·W) in [0, 1]
+        return torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255.0)
+
+    return Dataset(
+        name,
+        kind=VECTOR,
+        x_train=flat(x_train[keep]),
+        y_train=torch.from_numpy(y_train[keep]),
+        x_test=flat(x_test[: cfg.n_test]),
+        y_test=torch.from_numpy(y_test[: cfg.n_test]),
+        n_outputs=10,
+        image_shape=tuple(x_train.shape[1:]),
+    )
+
+
+for _name in IMAGE_SETS:
+    DATASETS.add(_name, partial(load_images, _name))
 
 
 def load_dataset(cfg: Any, seq_len: int) -> Dataset:
