@@ -174,8 +174,10 @@ def write_report(sweep_dir: Path) -> None:
     """The report, and for a canned experiment whether this sweep shows the published result."""
     from vgx.experiments import verdict_for_sweep
     from vgx.report import build_report
+    from vgx.sweep.verdict import verdict_table
 
     report = build_report(sweep_dir)
+    print(f"\n{verdict_table(report.summary, report.layers, report.varying)}")
     experiments = report.summary.get("experiment")
     if experiments is None or not experiments.fillna("").astype(str).str.len().any():
         return

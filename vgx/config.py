@@ -59,7 +59,7 @@ class VgxConfig:
     depth: int = 4
     width: int = 64
     act: str = "relu"
-    init: str = "default"
+    init: str = "auto"  # the init the activation was designed with (vgx.models.init)
     init_std: float = 0.05  # for init=normal
     norm: str = "none"
     skip: str = "none"
@@ -67,8 +67,8 @@ class VgxConfig:
     forget_bias: float | None = None  # LSTM forget-gate bias; None keeps PyTorch's init
     recurrent_init: str = "default"
     optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.0
+    lr: float = 0.01  # with momentum 0.9: measured in configs/config.yaml
+    momentum: float = 0.9
     weight_decay: float = 0.0
     steps: int = 200
     batch_size: int = 64

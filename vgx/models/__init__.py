@@ -12,8 +12,8 @@ from torch import nn
 from vgx.data import SEQUENCE, VECTOR, Dataset
 from vgx.errors import ConfigError
 from vgx.models.cnn import CNNNet
-from vgx.models.init import INITS, RECURRENT_INITS, initialise
-from vgx.models.layers import ACTIVATIONS, NORMS, SKIPS, Residual
+from vgx.models.init import INITS, PYTORCH_DEFAULT, RECURRENT_INITS, Init, initialise
+from vgx.models.layers import ACTIVATIONS, NORMS, SKIPS, Activation, Residual
 from vgx.models.mlp import MLPNet
 from vgx.models.rnn import RecurrentNet
 from vgx.registry import Registry
@@ -25,10 +25,13 @@ __all__ = [
     "NORMS",
     "RECURRENT_INITS",
     "SKIPS",
+    "Activation",
+    "Init",
     "ModelKind",
     "Residual",
     "build_model",
     "fit_data",
+    "resolve_init",
 ]
 
 
@@ -39,13 +42,25 @@ class ModelKind:
     build: Callable[..., nn.Module]
     data_kind: str
     options: tuple[str, ...] = ()  # fields of the model config the builder takes
+    auto_init: Init | None = None  # what `init=auto` means here; None: the activation's own
 
 
 MODELS: Registry[ModelKind] = Registry("model", "network family")
 MODELS.add("mlp", ModelKind(MLPNet, VECTOR))
 MODELS.add("cnn", ModelKind(CNNNet, VECTOR, ("kernel_size",)))
+# The RNN family keeps PyTorch's own init under `auto`, so the RNN-vs-LSTM story stays the
+# architecture's (its gates, not an init, decide how far gradients reach back in time).
 for _cell in ("rnn", "lstm", "gru"):
-    MODELS.add(_cell, ModelKind(partial(RecurrentNet, _cell), SEQUENCE))
+    MODELS.add(_cell, ModelKind(partial(RecurrentNet, _cell), SEQUENCE, (), PYTORCH_DEFAULT))
+
+
+def resolve_init(init: str, act: str, model: str = "mlp") -> Init:
+    """The init a run gets: `init=auto` becomes the one its activation was designed with
+    (or the model family's own), every other name is itself."""
+    chosen = INITS[init]
+    if not chosen.auto:
+        return chosen
+    return MODELS[model].auto_init or ACTIVATIONS[act].auto_init
 
 
 def fit_data(model_name: str, dataset: Dataset) -> Dataset:
@@ -74,5 +89,6 @@ def build_model(cfg: Any, n_features: int, n_outputs: int) -> nn.Module:
         skip=cfg.skip,
         **options,
     )
-    initialise(model, cfg.init, cfg.init_std, cfg.recurrent_init, cfg.forget_bias)
+    init = resolve_init(cfg.init, cfg.act, cfg.model.name)
+    initialise(model, init, cfg.init_std, cfg.recurrent_init, cfg.forget_bias)
     return model
