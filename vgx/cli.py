@@ -6,12 +6,14 @@ with exit code 2 (`--debug` shows the traceback instead).
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import textwrap
 import threading
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -27,7 +29,13 @@ from vgx.interrupts import sigterm_interrupts
 from vgx.status import DIVERGED, FAILED, INTERRUPTED, INVALID, SKIPPED, TALLY
 from vgx.store import RunDir, atomic_write_text
 from vgx.sweep.names import safe_name
-from vgx.sweep.progress import read_progress, record_progress, reset_progress
+from vgx.sweep.progress import (
+    read_progress,
+    record_progress,
+    record_steps,
+    reset_progress,
+    running_fractions,
+)
 
 CONFIG_MODULE = "vgx.configs"
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
@@ -37,7 +45,7 @@ HYDRA_NO_RUN_FLAGS |= {"--shell-completion", "-sc", "--version"}
 HYDRA_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-name", "-cn"}
 HYDRA_VALUE_FLAGS |= {"--config-path", "-cp", "--config-dir", "-cd"}
 VGX_FLAGS = {
-    "--no-report": "sweep: do not write the report when the sweep ends",
+    "--no-report": "run, sweep: do not write the report when the run or sweep ends",
     "--redo": "rerun every run, also those already finished with the same config",
     "--debug": "show tracebacks instead of one-line errors",
 }
@@ -54,8 +62,11 @@ def hydra_task(cfg: DictConfig) -> str:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     sweep_dir = Path(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None
+    on_step = partial(record_steps, sweep_dir, run_dir.name) if sweep_dir else None
     try:
-        status, reused = execute(cfg, run_dir, redo=os.environ.get("VGX_REDO") == "1")
+        status, reused = execute(
+            cfg, run_dir, redo=os.environ.get("VGX_REDO") == "1", on_step=on_step
+        )
     except KeyboardInterrupt:
         if sweep_dir:
             record_progress(sweep_dir, run_dir.name, INTERRUPTED)
@@ -126,6 +137,8 @@ def cmd_run(args: list[str]) -> int:
     print(f"{status['status']}: {run.path}{message}")
     if status["status"] == INVALID:
         return EXIT_USAGE
+    if "--no-report" not in flags:
+        write_report(run.path)
     return EXIT_FAILED if status["status"] == FAILED else 0
 
 
@@ -143,9 +156,18 @@ def check_combination(overrides: list[str]) -> None:
 def cmd_sweep(args: list[str]) -> int:
     """Hydra multirun over the Cartesian product, then the tally and the report."""
     from vgx.sweep.plan import plan_sweep
+    from vgx.validate import expand_globs
 
     hydra_args, overrides, flags = split_args(args)
+    expanded = dict(zip(overrides, expand_globs(overrides), strict=True))
+    hydra_args = [expanded.get(arg, arg) for arg in hydra_args]
+    overrides = list(expanded.values())
     plan = plan_sweep(overrides)
+    if plan.total == 0:
+        raise VgxError("the sweep would start 0 runs; give every swept key at least one value")
+    if {"--cfg", "-c"} & set(hydra_args):
+        print_configs(hydra_args, overrides)
+        return 0
     if set(hydra_args) & HYDRA_NO_RUN_FLAGS:
         call_hydra(hydra_args)
         return 0
@@ -170,13 +192,35 @@ def cmd_sweep(args: list[str]) -> int:
     return EXIT_FAILED if counts[FAILED] else 0
 
 
+def print_configs(hydra_args: list[str], overrides: list[str]) -> None:
+    """`vgx sweep --cfg job ...`: the config of every run the sweep would start, one by one."""
+    from vgx.validate import expand, parse_overrides
+
+    swept = [o for o in parse_overrides(overrides) if o.is_sweep_override()]
+    fixed = [arg for arg in hydra_args if arg not in {o.input_line for o in swept}]
+    choices = [[f"{o.get_key_element()}={_override_value(v)}" for v in expand(o)] for o in swept]
+    combinations = list(itertools.product(*choices))
+    for number, combination in enumerate(combinations, 1):
+        print(f"# run {number}/{len(combinations)}: {' '.join(combination) or 'the defaults'}")
+        call_hydra([*fixed, *combination])
+
+
+def _override_value(value: object) -> str:
+    """A swept value as override text again (None is null, True is true)."""
+    if value is None:
+        return "null"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def write_report(sweep_dir: Path) -> None:
     """The report, and for a canned experiment whether this sweep shows the published result."""
     from vgx.experiments import verdict_for_sweep
-    from vgx.report import build_report
+    from vgx.report import build_report, echo_report
     from vgx.sweep.verdict import verdict_table
 
-    report = build_report(sweep_dir)
+    with ReportProgress(sweep_dir):
+        report = build_report(sweep_dir, echo=False)
+    echo_report(report, sweep_dir)
     print(f"\n{verdict_table(report.summary, report.layers, report.varying)}")
     experiments = report.summary.get("experiment")
     if experiments is None or not experiments.fillna("").astype(str).str.len().any():
@@ -188,19 +232,33 @@ def write_report(sweep_dir: Path) -> None:
 
 
 class SweepProgress:
-    """A sweep-level bar (runs finished / total, failures, ETA) fed by the progress log."""
+    """A sweep-level bar fed by the progress log: runs finished plus the finished fraction of
+    running ones (so it moves while the first runs train), failures, ETA. Runs skipped on a
+    resume leave the total instead of counting as done, so the rate and ETA are the real ones."""
 
     def __init__(self, sweep_dir: Path, total: int, interval: float = 0.5) -> None:
-        self.sweep_dir, self.interval = sweep_dir, interval
-        self.bar = tqdm(total=total, desc="sweep", unit="run", position=0, dynamic_ncols=True)
+        self.sweep_dir, self.interval, self.total = sweep_dir, interval, total
+        self.bar = tqdm(
+            total=total,
+            desc="sweep",
+            unit="run",
+            position=0,
+            dynamic_ncols=True,
+            bar_format="{l_bar}{bar}| {n:.1f}/{total} [{elapsed}<{remaining}{postfix}]",
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
     def _refresh(self) -> None:
         counts = read_progress(self.sweep_dir)
-        finished = sum(counts.values())
-        self.bar.set_postfix(failed=counts[FAILED], diverged=counts[DIVERGED], refresh=False)
-        self.bar.update(finished - self.bar.n)
+        skipped = counts[SKIPPED]
+        running = sum(running_fractions(self.sweep_dir).values())
+        self.bar.total = max(self.total - skipped, 0)
+        self.bar.n = sum(counts.values()) - skipped + running
+        self.bar.set_postfix(
+            failed=counts[FAILED], diverged=counts[DIVERGED], skipped=skipped, refresh=False
+        )
+        self.bar.refresh()
 
     def _poll(self) -> None:
         while not self._stop.wait(self.interval):
@@ -217,8 +275,37 @@ class SweepProgress:
         self.bar.close()
 
 
+class ReportProgress:
+    """What the report phase is doing and for how long (it reads every run and draws plots)."""
+
+    def __init__(self, sweep_dir: Path, interval: float = 0.5) -> None:
+        runs = sum(1 for _ in sweep_dir.rglob("status.json"))
+        self.bar = tqdm(
+            total=None,
+            desc=f"report: reading {runs} runs, drawing plots",
+            bar_format="{desc} [{elapsed}]",
+            position=0,
+        )
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._tick, daemon=True)
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.bar.refresh()
+
+    def __enter__(self) -> ReportProgress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.bar.close()
+
+
 def cmd_report(args: list[str]) -> int:
-    """(Re)build tables and plots of a sweep directory from whatever runs exist."""
+    """(Re)build tables and plots of a sweep or run directory from whatever runs exist."""
     write_report(_one_directory("report", args))
     return 0
 
@@ -295,7 +382,7 @@ def cmd_list(args: list[str]) -> int:
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str, str]] = {
     "run": (cmd_run, "vgx run [KEY=VALUE ...]", "train one model"),
     "sweep": (cmd_sweep, "vgx sweep [KEY=A,B,C ...]", "one run per combination, then the report"),
-    "report": (cmd_report, "vgx report SWEEP_DIR", "rebuild tables and plots of a sweep"),
+    "report": (cmd_report, "vgx report DIR", "rebuild tables and plots of a sweep or run"),
     "compare": (
         cmd_compare,
         "vgx compare DIR DIR ... [--out DIR]",
@@ -323,7 +410,8 @@ COMMAND_HELP = {
     "directory (default: outputs/sweeps/<the sweep's overrides>). Running the same command again "
     "resumes: runs already done with the same config are skipped, failed and interrupted runs "
     "are redone (--redo reruns all). Exit code 1 when any run failed.",
-    "report": "Writes SWEEP_DIR/report/: summary.csv, layers.csv and PNG plots.",
+    "report": "Writes DIR/report/ (DIR: a sweep or a single run's directory): summary.csv, "
+    "layers.csv, PNG plots and index.html, then prints the verdict table.",
     "compare": "Writes OUT_DIR (default outputs/compare/A_vs_B): the tables with a `sweep` column "
     "and side-by-side plots.",
     "diagnose": "DIR is a run or a sweep directory. For each run: layers whose back-propagated "

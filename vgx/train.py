@@ -13,6 +13,7 @@ import logging
 import math
 import time
 import traceback
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,10 +52,16 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def execute(cfg: DictConfig, run_dir: Path, redo: bool = False) -> tuple[str, bool]:
+def execute(
+    cfg: DictConfig,
+    run_dir: Path,
+    redo: bool = False,
+    on_step: Callable[[int, int], None] | None = None,
+) -> tuple[str, bool]:
     """Run `cfg` into `run_dir` unless an identical run already finished there.
 
-    Returns the run's status and whether it was reused (skipped) instead of run.
+    Returns the run's status and whether it was reused (skipped) instead of run. `on_step(done,
+    total)` is called after every training step (the sweep's progress bar).
     """
     run = RunDir(Path(run_dir))
     digest = config_hash(cfg)
@@ -70,7 +77,7 @@ def execute(cfg: DictConfig, run_dir: Path, redo: bool = False) -> tuple[str, bo
     try:
         with sigterm_interrupts():
             check_config(cfg)
-            outcome = train(cfg, run)
+            outcome = train(cfg, run, on_step)
     except ConfigError as err:
         run.write_status(INVALID, config_hash=digest, message=str(err))
         log.warning("invalid: %s", err)
@@ -130,7 +137,9 @@ def evaluate(model: nn.Module, data: Dataset) -> tuple[float, float]:
     return float(loss), float(accuracy)
 
 
-def train(cfg: DictConfig, run: RunDir) -> Outcome:
+def train(
+    cfg: DictConfig, run: RunDir, on_step: Callable[[int, int], None] | None = None
+) -> Outcome:
     """Train for `cfg.steps` steps, probing gradients, and write layers, metrics and summary."""
     device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.threads or default_threads())
@@ -184,6 +193,8 @@ def train(cfg: DictConfig, run: RunDir) -> Outcome:
             if outcome.steps_done % eval_every == 0 or outcome.steps_done == cfg.steps:
                 record_eval(sink, outcome.steps_done, *evaluate(model, data))
             bar.update()
+            if on_step:
+                on_step(outcome.steps_done, cfg.steps)
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{loss.item():.4g}", refresh=False)
         bar.close()

@@ -68,7 +68,8 @@ def _columns(rows: list[dict[str, str]]) -> str:
 def _label(run: pd.Series, varying: Sequence[str]) -> str:
     keys = [k for k in varying if k != SWEEP]
     head = [str(run[SWEEP])] if SWEEP in varying else []
-    return ",".join(head + [f"{k}={run[k]}" for k in keys]) or str(run["run"])
+    name = str(run["run"]) if run["run"] != "." else "(this run)"
+    return ",".join(head + [f"{k}={run[k]}" for k in keys]) or name
 
 
 def _trained(run: pd.Series) -> str:
