@@ -42,7 +42,8 @@ def remedy_keys(diagnosis) -> set[str]:
 
 
 def test_flags_a_deep_relu_mlp_with_default_init_as_vanishing(make_cfg, batch):
-    diagnosis = diagnose(mlp(make_cfg, "depth=20", "act=relu"), batch, F.cross_entropy)
+    model = mlp(make_cfg, "depth=20", "act=relu", "init=default")
+    diagnosis = diagnose(model, batch, F.cross_entropy)
     assert VANISHING in diagnosis.problems
     assert diagnosis.span < -2
     assert "init=he_normal" in remedy_keys(diagnosis)
@@ -121,7 +122,8 @@ def test_leaves_the_models_gradients_as_they_were(make_cfg, batch):
 
 
 def test_report_names_problem_numbers_and_citations_and_dict_is_json(make_cfg, batch):
-    diagnosis = diagnose(mlp(make_cfg, "depth=20", "act=relu"), batch, F.cross_entropy)
+    model = mlp(make_cfg, "depth=20", "act=relu", "init=default")
+    diagnosis = diagnose(model, batch, F.cross_entropy)
     text = str(diagnosis)
     assert "VANISHING" in text and "decades" in text and "He et al. 2015" in text
     assert json.loads(json.dumps(diagnosis.to_dict()))["problems"] == diagnosis.problems

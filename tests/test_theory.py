@@ -119,7 +119,7 @@ def test_predicted_slope_of_a_config_matches_the_model_it_builds(make_cfg):
 
 
 def test_a_flat_summary_row_and_a_composed_config_give_the_same_theory(make_cfg):
-    cfg = make_cfg("depth=5", "act=sigmoid")
+    cfg = make_cfg("depth=5", "act=sigmoid", "init=default")
     row = {"act": "sigmoid", "init": "default", "init_std": 0.05, "width": 64, "depth": 5}
     row |= {"model": "mlp", "norm": "none", "skip": "none", "data": "digits"}
     assert theory_summary(row) == pytest.approx(theory_summary(cfg))
