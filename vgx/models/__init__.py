@@ -12,10 +12,18 @@ from torch import nn
 from vgx.data import SEQUENCE, VECTOR, Dataset
 from vgx.errors import ConfigError
 from vgx.models.cnn import CNNNet
-from vgx.models.init import INITS, PYTORCH_DEFAULT, RECURRENT_INITS, Init, initialise
+from vgx.models.init import (
+    GLOROT_UNIFORM,
+    INITS,
+    PYTORCH_DEFAULT,
+    RECURRENT_INITS,
+    Init,
+    initialise,
+)
 from vgx.models.layers import ACTIVATIONS, NORMS, SKIPS, Activation, Residual
 from vgx.models.mlp import MLPNet
 from vgx.models.rnn import RecurrentNet
+from vgx.models.transformer import NORM_POSITIONS, TransformerNet
 from vgx.registry import Registry
 
 __all__ = [
@@ -23,6 +31,7 @@ __all__ = [
     "INITS",
     "MODELS",
     "NORMS",
+    "NORM_POSITIONS",
     "RECURRENT_INITS",
     "SKIPS",
     "Activation",
@@ -42,6 +51,7 @@ class ModelKind:
     build: Callable[..., nn.Module]
     data_kind: str
     options: tuple[str, ...] = ()  # fields of the model config the builder takes
+    keys: tuple[str, ...] = ()  # top-level keys the builder takes besides the shared ones
     auto_init: Init | None = None  # what `init=auto` means here; None: the activation's own
 
 
@@ -51,7 +61,13 @@ MODELS.add("cnn", ModelKind(CNNNet, VECTOR, ("kernel_size",)))
 # The RNN family keeps PyTorch's own init under `auto`, so the RNN-vs-LSTM story stays the
 # architecture's (its gates, not an init, decide how far gradients reach back in time).
 for _cell in ("rnn", "lstm", "gru"):
-    MODELS.add(_cell, ModelKind(partial(RecurrentNet, _cell), SEQUENCE, (), PYTORCH_DEFAULT))
+    MODELS.add(_cell, ModelKind(partial(RecurrentNet, _cell), SEQUENCE, auto_init=PYTORCH_DEFAULT))
+# Attention projections have no activation after them: `auto` is Glorot's init for every layer,
+# the common transformer choice (the Annotated Transformer's xavier_uniform_; xiong2020 pins it).
+MODELS.add(
+    "transformer",
+    ModelKind(TransformerNet, SEQUENCE, keys=("heads", "norm_position"), auto_init=GLOROT_UNIFORM),
+)
 
 
 def resolve_init(init: str, act: str, model: str = "mlp") -> Init:
@@ -79,6 +95,7 @@ def build_model(cfg: Any, n_features: int, n_outputs: int) -> nn.Module:
     """Build and initialise the model a run config describes; ConfigError for a bad combination."""
     kind = MODELS[cfg.model.name]
     options = {name: cfg.model[name] for name in kind.options}
+    options.update({name: cfg[name] for name in kind.keys})
     model = kind.build(
         n_features=n_features,
         n_outputs=n_outputs,
