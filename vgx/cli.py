@@ -371,6 +371,12 @@ def cmd_list(args: list[str]) -> int:
     for key, registry in choices().items():
         names = ", ".join(registry) or "(none)"
         print(f"  {key:<15} {names}")
+    from vgx.models import ACTIVATIONS
+
+    print("\ninit=auto (the default) gives each act the init it was designed with:")
+    for name, activation in ACTIVATIONS.items():
+        print(f"  {name:<15} {activation.why}")
+    print("  (model=rnn, lstm, gru: PyTorch's own; transformer: Glorot uniform)")
     print("\nNumbers (sweep with KEY=A,B,C or KEY=range(START,STOP,STEP)):")
     for key in known_keys():
         if key in BOUNDS:

@@ -33,37 +33,40 @@ HE_RELU = kaiming(rectifier_gain2(0.0))
 # large inputs like ReLU, and at depth 20, width 64 the mean-field prediction (vgx.theory) is
 # closest to constant with it: GELU loses 1.2 decades (Glorot: 5.7), SiLU 2.4 (5.9), ELU gains
 # 0.6 (Glorot: loses 0.9).
-SMOOTH_RECTIFIER = "He (as ReLU): closest to critical by vgx.theory"
+SMOOTH_RECTIFIER = "He normal as for ReLU (closest to critical by vgx.theory)"
+GLOROT = "Glorot uniform, Var = 2/(fan_in + fan_out) (Glorot & Bengio 2010)"
 
 # name -> module factory and designed init; adding an activation is one line (timm's create_act).
 ACTIVATIONS: Registry[Activation] = Registry("act", "nonlinearity after each layer")
 for _name, _activation in {
     # saturates; derivative at most 1/4 (Glorot & Bengio 2010)
-    "sigmoid": Activation(nn.Sigmoid, GLOROT_UNIFORM, "Glorot & Bengio 2010"),
+    "sigmoid": Activation(nn.Sigmoid, GLOROT_UNIFORM, GLOROT),
     # saturates; derivative at most 1; Glorot's init puts it at the critical σ_w² = 1
-    "tanh": Activation(nn.Tanh, GLOROT_UNIFORM, "Glorot & Bengio 2010"),
+    "tanh": Activation(nn.Tanh, GLOROT_UNIFORM, GLOROT),
     # no saturation for x > 0; units can die (Nair & Hinton 2010)
-    "relu": Activation(nn.ReLU, HE_RELU, "He et al. 2015: Var = 2/fan_in"),
+    "relu": Activation(nn.ReLU, HE_RELU, "He normal, Var = 2/fan_in (He et al. 2015)"),
     # slope 0.01 for x < 0 keeps dead units alive (Maas et al. 2013)
     "leaky_relu": Activation(
         partial(nn.LeakyReLU, LEAKY_SLOPE),
         kaiming(rectifier_gain2(LEAKY_SLOPE)),
-        "He et al. 2015: Var = 2/((1 + a²) fan_in), a = 0.01",
+        "He normal, Var = 2/((1 + a²) fan_in), a = 0.01 (He et al. 2015)",
     ),
     # learned negative slope (He et al. 2015)
     "prelu": Activation(
         partial(nn.PReLU, init=PRELU_SLOPE),
         kaiming(rectifier_gain2(PRELU_SLOPE)),
-        "He et al. 2015: Var = 2/((1 + a²) fan_in), a = 0.25 at init",
+        "He normal, Var = 2/((1 + a²) fan_in), a = 0.25 (He et al. 2015)",
     ),
     # smooth, negative saturation pushes means to 0 (Clevert et al. 2016)
     "elu": Activation(nn.ELU, HE_RELU, SMOOTH_RECTIFIER),
     # self-normalising with lecun_normal init (Klambauer et al. 2017)
-    "selu": Activation(nn.SELU, LECUN_NORMAL, "Klambauer et al. 2017: LeCun, Var = 1/fan_in"),
+    "selu": Activation(
+        nn.SELU, LECUN_NORMAL, "LeCun normal, Var = 1/fan_in (Klambauer et al. 2017)"
+    ),
     "gelu": Activation(nn.GELU, HE_RELU, SMOOTH_RECTIFIER),  # Hendrycks & Gimpel 2016
     "silu": Activation(nn.SiLU, HE_RELU, SMOOTH_RECTIFIER),  # swish (Ramachandran et al. 2017)
     # polynomial saturation, studied by Glorot & Bengio 2010
-    "softsign": Activation(nn.Softsign, GLOROT_UNIFORM, "Glorot & Bengio 2010"),
+    "softsign": Activation(nn.Softsign, GLOROT_UNIFORM, GLOROT),
 }.items():
     ACTIVATIONS.add(_name, _activation)
 
