@@ -150,3 +150,10 @@ def test_diagnose_runs_reads_a_single_run_directory(make_cfg, tmp_path):
     report = diagnose_runs(tmp_path / "depth=2")
     assert len(report.runs) == 1 and report.rankings == []
     assert "1 runs in" in main_text(tmp_path / "depth=2")
+
+
+def test_a_relu_run_at_init_auto_is_not_told_to_use_he_init():
+    remedies = remedies_for(
+        [VANISHING], Architecture(relu_family=True), {"act": "relu", "init": "auto"}
+    )
+    assert "init=he_normal" not in {f"{r.key}={r.value}" for r in remedies}

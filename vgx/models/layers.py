@@ -9,7 +9,7 @@ from functools import partial
 from torch import Tensor, nn
 
 from vgx.errors import ConfigError
-from vgx.models.init import GLOROT_UNIFORM, LECUN_NORMAL, Init, kaiming, rectifier_gain2
+from vgx.models.init import GLOROT_UNIFORM, INITS, LECUN_NORMAL, Init, kaiming, rectifier_gain2
 from vgx.registry import Registry
 
 LEAKY_SLOPE = 0.01  # leaky_relu's negative slope (PyTorch's default; Maas et al. 2013)
@@ -28,7 +28,7 @@ class Activation:
         return self.factory()
 
 
-HE_RELU = kaiming(rectifier_gain2(0.0))
+HE_RELU = INITS["he_normal"]  # the registered entry itself: `init=auto` is named he_normal
 # GELU, SiLU, ELU (no init of their own in their papers) get He's: they are the identity for
 # large inputs like ReLU, and at depth 20, width 64 the mean-field prediction (vgx.theory) is
 # closest to constant with it: GELU loses 1.2 decades (Glorot: 5.7), SiLU 2.4 (5.9), ELU gains
