@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -218,7 +219,8 @@ def write_report(sweep_dir: Path) -> None:
     from vgx.report import build_report, echo_report
     from vgx.sweep.verdict import verdict_table
 
-    with ReportProgress(sweep_dir):
+    runs = sum(1 for _ in Path(sweep_dir).rglob("status.json"))
+    with ReportProgress(runs) if runs else nullcontext():  # no runs: build_report says why
         report = build_report(sweep_dir, echo=False)
     echo_report(report, sweep_dir)
     print(f"\n{verdict_table(report.summary, report.layers, report.varying)}")
@@ -278,8 +280,7 @@ class SweepProgress:
 class ReportProgress:
     """What the report phase is doing and for how long (it reads every run and draws plots)."""
 
-    def __init__(self, sweep_dir: Path, interval: float = 0.5) -> None:
-        runs = sum(1 for _ in sweep_dir.rglob("status.json"))
+    def __init__(self, runs: int, interval: float = 0.5) -> None:
         self.bar = tqdm(
             total=None,
             desc=f"report: reading {runs} runs, drawing plots",
