@@ -5,6 +5,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.vgx-installed
 TORCH  := torch==2.13.0
 PIP    := $(BIN)/pip install --quiet --disable-pip-version-check
+LOG    := $(VENV)/install.log
+# The installer's own output (this machine's pip configuration warns on every install) goes to
+# $(LOG) and is shown only when a step fails.
+QUIET   = >>$(LOG) 2>&1 || { cat $(LOG); echo "make: installing failed; full output in $(LOG)"; exit 1; }
 
 .DEFAULT_GOAL := help
 .PHONY: help venv demo test stress smoke lint format bench reproduce clean
@@ -13,16 +17,20 @@ help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) --upgrade pip
-	$(PIP) $(TORCH)
-	$(PIP) -e ".[dev]"
-	touch $(STAMP)
+	@echo "make: installing vgx and $(TORCH) (CPU) into $(VENV) (about a minute)"
+	@mkdir -p $(VENV) && : > $(LOG)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) $(QUIET)
+	@$(PIP) --upgrade pip $(QUIET)
+	@$(PIP) $(TORCH) $(QUIET)
+	@$(PIP) -e ".[dev]" $(QUIET)
+	@touch $(STAMP)
+	@echo "make: vgx is $(BIN)/vgx; put it on your PATH with: source $(BIN)/activate"
 
 venv: $(STAMP)  ## create .venv and install vgx with its test tools
 
-demo: $(STAMP)  ## default sweep: MLP on digits, depth x activation, then the report
-	$(BIN)/vgx sweep depth=2,8,16 act=sigmoid,tanh,relu steps=300 hydra.sweep.dir=outputs/demo
+demo: $(STAMP)  ## the headline sweep: MLP on digits, depth x activation, then the report
+	$(BIN)/vgx sweep depth=10,20,50 act=sigmoid,relu hydra.sweep.dir=outputs/demo
+	@echo "make: vgx is $(BIN)/vgx; put it on your PATH with: source $(BIN)/activate"
 
 test: $(STAMP)  ## all tests
 	$(BIN)/pytest

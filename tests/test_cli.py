@@ -58,6 +58,8 @@ def test_same_seed_gives_bit_identical_metrics_on_cpu(tmp_path):
         (("diagnose", "no/such/dir"), "no such directory: no/such/dir"),
         (("compare", "only/one"), "at least two sweep directories"),
         (("frobnicate",), "unknown command 'frobnicate'; valid: run, sweep"),
+        (("sweep", "act=glob(*xyz)"), "act=glob(*xyz) matches no value; valid: sigmoid"),
+        (("sweep", "depth=range(5,2)"), "the sweep would start 0 runs"),
     ],
 )
 def test_bad_input_gets_one_line_exit_code_2_and_no_traceback(tmp_path, args, expected):
@@ -103,3 +105,33 @@ def test_hydra_cfg_flag_passes_through_and_runs_nothing(tmp_path):
     result = run_vgx("run", "depth=7", "--cfg", "job", cwd=tmp_path)
     assert result.returncode == 0 and "depth: 7" in result.stdout
     assert not (tmp_path / "outputs").exists()
+
+
+def test_sweep_cfg_job_prints_the_config_of_every_run_and_runs_nothing(tmp_path):
+    result = run_vgx("sweep", "--cfg", "job", "depth=2,3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "# run 1/2: depth=2" in result.stdout and "# run 2/2: depth=3" in result.stdout
+    assert "depth: 2" in result.stdout and "depth: 3" in result.stdout
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_glob_over_a_registry_key_sweeps_the_names_it_matches(tmp_path):
+    result = run_vgx("sweep", "--cfg", "job", "act=glob(*elu)", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    acts = [line.split(": ")[1] for line in result.stdout.splitlines() if line.startswith("act:")]
+    assert acts == ["relu", "leaky_relu", "prelu", "elu", "selu", "gelu"]
+
+
+def test_run_writes_its_report_and_prints_the_verdict(tmp_path):
+    result = run_vgx("run", "depth=2", *TINY, "hydra.run.dir=r", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "r" / "report" / "summary.csv").exists()
+    assert "verdict:" in result.stdout and "(this run)" in result.stdout
+
+
+def test_report_of_a_run_directory_works(tmp_path):
+    run_vgx("run", "depth=2", *TINY, "hydra.run.dir=r", "--no-report", cwd=tmp_path)
+    assert not (tmp_path / "r" / "report").exists()
+    result = run_vgx("report", "r", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "r" / "report" / "index.html").exists()

@@ -42,7 +42,8 @@ def remedy_keys(diagnosis) -> set[str]:
 
 
 def test_flags_a_deep_relu_mlp_with_default_init_as_vanishing(make_cfg, batch):
-    diagnosis = diagnose(mlp(make_cfg, "depth=20", "act=relu"), batch, F.cross_entropy)
+    model = mlp(make_cfg, "depth=20", "act=relu", "init=default")
+    diagnosis = diagnose(model, batch, F.cross_entropy)
     assert VANISHING in diagnosis.problems
     assert diagnosis.span < -2
     assert "init=he_normal" in remedy_keys(diagnosis)
@@ -131,7 +132,8 @@ def test_leaves_the_models_gradients_as_they_were(make_cfg, batch):
 
 
 def test_report_names_problem_numbers_and_citations_and_dict_is_json(make_cfg, batch):
-    diagnosis = diagnose(mlp(make_cfg, "depth=20", "act=relu"), batch, F.cross_entropy)
+    model = mlp(make_cfg, "depth=20", "act=relu", "init=default")
+    diagnosis = diagnose(model, batch, F.cross_entropy)
     text = str(diagnosis)
     assert "VANISHING" in text and "decades" in text and "He et al. 2015" in text
     assert json.loads(json.dumps(diagnosis.to_dict()))["problems"] == diagnosis.problems
@@ -158,3 +160,10 @@ def test_diagnose_runs_reads_a_single_run_directory(make_cfg, tmp_path):
     report = diagnose_runs(tmp_path / "depth=2")
     assert len(report.runs) == 1 and report.rankings == []
     assert "1 runs in" in main_text(tmp_path / "depth=2")
+
+
+def test_a_relu_run_at_init_auto_is_not_told_to_use_he_init():
+    remedies = remedies_for(
+        [VANISHING], Architecture(relu_family=True), {"act": "relu", "init": "auto"}
+    )
+    assert "init=he_normal" not in {f"{r.key}={r.value}" for r in remedies}

@@ -10,7 +10,17 @@ from torch import nn
 
 from vgx.data import load_dataset
 from vgx.errors import ConfigError
-from vgx.models import ACTIVATIONS, INITS, MODELS, NORMS, SKIPS, Residual, build_model, fit_data
+from vgx.models import (
+    ACTIVATIONS,
+    INITS,
+    MODELS,
+    NORMS,
+    SKIPS,
+    Residual,
+    build_model,
+    fit_data,
+    resolve_init,
+)
 from vgx.models.blocks import Shortcut
 from vgx.models.init import initialise
 
@@ -74,7 +84,7 @@ def test_recurrent_models_learn_the_adding_problem_setup(make_cfg, model):
 def weight_of(make_cfg, init: str, fan_in: int = 400, fan_out: int = 300, std: float = 0.05):
     layer = nn.Linear(fan_in, fan_out)
     torch.manual_seed(0)
-    initialise(layer, init, std)
+    initialise(layer, resolve_init(init, "relu"), std)
     return layer.weight.detach()
 
 
@@ -257,3 +267,59 @@ def test_vgx_list_says_what_depth_counts_and_what_each_skip_builds(capsys):
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
     assert "blocks per stage" in lines["depth"] and "stem" in lines["depth"]
     assert "basic block" in lines["skip"] and "preact: x + F(x)" in lines["skip"]
+
+
+def auto_weight(make_cfg, act: str, model: str = "mlp", layer: type = nn.Linear) -> torch.Tensor:
+    """The hidden-to-hidden `layer` weight (256 → 256) of a model built with init=auto."""
+    net, _ = build(make_cfg(f"model={model}", f"act={act}", "init=auto", "width=256", "depth=2"))
+    hidden = (m for m in net.modules() if isinstance(m, layer) and m.weight.shape[:2] == (256, 256))
+    return next(hidden).weight
+
+
+def hidden_fan_in(weight: torch.Tensor) -> int:
+    return weight[0].numel()
+
+
+def test_auto_init_is_the_default(make_cfg):
+    assert make_cfg().init == "auto"
+
+
+def test_auto_init_gives_relu_he_normal_std(make_cfg):
+    weight = auto_weight(make_cfg, "relu")
+    expected = math.sqrt(2 / hidden_fan_in(weight))
+    assert weight.std().item() == pytest.approx(expected, rel=0.02)
+
+
+@pytest.mark.parametrize(("act", "slope"), [("leaky_relu", 0.01), ("prelu", 0.25)])
+def test_auto_init_gives_rectifiers_the_gain_of_their_negative_slope(make_cfg, act, slope):
+    weight = auto_weight(make_cfg, act)
+    expected = math.sqrt(2 / (1 + slope**2) / hidden_fan_in(weight))
+    assert weight.std().item() == pytest.approx(expected, rel=0.02)
+
+
+def test_auto_init_gives_selu_lecun_normal_std(make_cfg):
+    weight = auto_weight(make_cfg, "selu")
+    assert weight.std().item() == pytest.approx(math.sqrt(1 / hidden_fan_in(weight)), rel=0.02)
+
+
+@pytest.mark.parametrize("act", ["sigmoid", "tanh", "softsign"])
+def test_auto_init_gives_saturating_units_glorot_uniform(make_cfg, act):
+    weight = auto_weight(make_cfg, act)
+    bound = math.sqrt(6 / (hidden_fan_in(weight) + weight.shape[0]))
+    assert weight.abs().max().item() <= bound
+    assert weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.02)
+
+
+def test_auto_init_applies_to_conv_layers_with_their_receptive_field(make_cfg):
+    weight = auto_weight(make_cfg, "relu", model="cnn", layer=nn.Conv2d)
+    assert hidden_fan_in(weight) == 256 * 9
+    assert weight.std().item() == pytest.approx(math.sqrt(2 / (256 * 9)), rel=0.02)
+
+
+@pytest.mark.parametrize("model", ["rnn", "lstm", "gru"])
+def test_auto_init_keeps_pytorch_init_for_the_rnn_family(make_cfg, model):
+    args = (f"model={model}", "data=adding", "act=tanh", "width=16")
+    auto, _ = build(make_cfg(*args, "init=auto"))
+    default, _ = build(make_cfg(*args, "init=default"))
+    for (name, a), (_, d) in zip(auto.named_parameters(), default.named_parameters(), strict=True):
+        assert torch.equal(a, d), name

@@ -10,9 +10,8 @@ import torch
 from torch import nn
 
 from vgx.data import load_dataset
-from vgx.models import ACTIVATIONS, INITS, build_model
+from vgx.models import ACTIVATIONS, INITS, build_model, resolve_init
 from vgx.theory import (
-    INIT_VARIANCES,
     THEORY_KEYS,
     activation_and_slope,
     chi1,
@@ -42,7 +41,7 @@ def test_tanh_is_critical_at_unit_variance_with_fixed_point_zero():
 
 
 def test_sigmoid_with_default_init_vanishes():
-    sigma_w2, sigma_b2 = INIT_VARIANCES["default"](64, 64, 0.0)
+    sigma_w2, sigma_b2 = INITS["default"].variance(64, 64, 0.0)
     assert chi1("sigmoid", sigma_w2, sigma_b2) < 0.1
 
 
@@ -60,8 +59,16 @@ def test_quadrature_matches_monte_carlo_for_every_activation(act):
     assert quad_slope[0] == pytest.approx(float(slope.square().mean()), rel=0.02, abs=1e-3)
 
 
-def test_every_registered_init_maps_to_variances():
-    assert set(INIT_VARIANCES) == set(INITS)
+@pytest.mark.parametrize("act", list(ACTIVATIONS))
+def test_auto_init_resolves_to_finite_variances_for_every_activation(act):
+    sigma_w2, sigma_b2 = resolve_init("auto", act).variance(64, 64, 0.0)
+    assert math.isfinite(sigma_w2) and math.isfinite(sigma_b2) and sigma_w2 > 0
+
+
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "prelu", "tanh", "softsign"])
+def test_auto_init_puts_designed_activations_at_the_critical_point(act):
+    sigma_w2, sigma_b2 = resolve_init("auto", act).variance(64, 64, 0.0)
+    assert chi1(act, sigma_w2, sigma_b2) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_fit_slope_is_negative_when_gradients_shrink_toward_the_input():
@@ -113,7 +120,7 @@ def test_predicted_slope_of_a_config_matches_the_model_it_builds(make_cfg):
 
 
 def test_a_flat_summary_row_and_a_composed_config_give_the_same_theory(make_cfg):
-    cfg = make_cfg("depth=5", "act=sigmoid")
+    cfg = make_cfg("depth=5", "act=sigmoid", "init=default")
     row = {"act": "sigmoid", "init": "default", "init_std": 0.05, "width": 64, "depth": 5}
     row |= {"model": "mlp", "norm": "none", "skip": "none", "data": "digits"}
     assert theory_summary(row) == pytest.approx(theory_summary(cfg))

@@ -6,6 +6,7 @@ with exit code 2 (`--debug` shows the traceback instead).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import sys
@@ -13,6 +14,7 @@ import textwrap
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,7 +38,13 @@ from vgx.status import BUSY, DIVERGED, FAILED, INTERRUPTED, INVALID, SKIPPED, TA
 from vgx.store import RunDir, atomic_write_text, writable_dir
 from vgx.sweep.manifest import write_manifest
 from vgx.sweep.names import identity_name, safe_name
-from vgx.sweep.progress import new_invocation, read_progress, record_progress
+from vgx.sweep.progress import (
+    new_invocation,
+    read_progress,
+    record_progress,
+    record_steps,
+    running_fractions,
+)
 
 CONFIG_MODULE = "vgx.configs"
 RUNS_ROOT = Path("outputs/runs")
@@ -47,7 +55,7 @@ HYDRA_NO_RUN_FLAGS |= {"--shell-completion", "-sc", "--version"}
 HYDRA_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-name", "-cn"}
 HYDRA_VALUE_FLAGS |= {"--config-path", "-cp", "--config-dir", "-cd"}
 VGX_FLAGS = {
-    "--no-report": "sweep: do not write the report when the sweep ends",
+    "--no-report": "run, sweep: do not write the report when the run or sweep ends",
     "--redo": "rerun every run, also those already finished with the same config",
     "--debug": "show tracebacks instead of one-line errors",
     "--allow-unsafe-overrides": "accept overrides that run code (_target_, hydra.callbacks) or "
@@ -73,8 +81,11 @@ def hydra_task(cfg: DictConfig) -> str:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     sweep_dir = Path(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None
+    on_step = partial(record_steps, sweep_dir, run_dir.name) if sweep_dir else None
     try:
-        status, word = execute(cfg, run_dir, redo=os.environ.get("VGX_REDO") == "1")
+        status, word = execute(
+            cfg, run_dir, redo=os.environ.get("VGX_REDO") == "1", on_step=on_step
+        )
     except KeyboardInterrupt:
         if sweep_dir:
             record_progress(sweep_dir, run_dir.name, INTERRUPTED)
@@ -168,6 +179,8 @@ def cmd_run(args: list[str]) -> int:
         print(f"{status['status']}: {run.path}{message}")
     if status["status"] == INVALID:
         return EXIT_USAGE
+    if "--no-report" not in flags:
+        write_report(run.path)
     return EXIT_FAILED if status["status"] == FAILED else 0
 
 
@@ -185,10 +198,19 @@ def check_combination(overrides: list[str]) -> None:
 def cmd_sweep(args: list[str]) -> int:
     """Hydra multirun over the Cartesian product, then the tally and the report."""
     from vgx.sweep.plan import plan_sweep, sweep_jobs
+    from vgx.validate import expand_globs
 
     hydra_args, overrides, flags = split_args(args)
     check_safety(overrides, flags)
+    expanded = dict(zip(overrides, expand_globs(overrides), strict=True))
+    hydra_args = [expanded.get(arg, arg) for arg in hydra_args]
+    overrides = list(expanded.values())
     plan = plan_sweep(overrides)
+    if plan.total == 0:
+        raise VgxError("the sweep would start 0 runs; give every swept key at least one value")
+    if {"--cfg", "-c"} & set(hydra_args):
+        print_configs(hydra_args, overrides)
+        return 0
     if set(hydra_args) & HYDRA_NO_RUN_FLAGS:
         call_hydra(hydra_args)
         return 0
@@ -231,12 +253,37 @@ def local_pool(plan: SweepPlan) -> AbstractContextManager[object]:
     )
 
 
+def print_configs(hydra_args: list[str], overrides: list[str]) -> None:
+    """`vgx sweep --cfg job ...`: the config of every run the sweep would start, one by one."""
+    from vgx.validate import expand, parse_overrides
+
+    swept = [o for o in parse_overrides(overrides) if o.is_sweep_override()]
+    fixed = [arg for arg in hydra_args if arg not in {o.input_line for o in swept}]
+    choices = [[f"{o.get_key_element()}={_override_value(v)}" for v in expand(o)] for o in swept]
+    combinations = list(itertools.product(*choices))
+    for number, combination in enumerate(combinations, 1):
+        print(f"# run {number}/{len(combinations)}: {' '.join(combination) or 'the defaults'}")
+        call_hydra([*fixed, *combination])
+
+
+def _override_value(value: object) -> str:
+    """A swept value as override text again (None is null, True is true)."""
+    if value is None:
+        return "null"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def write_report(sweep_dir: Path) -> None:
     """The report, and for a canned experiment whether this sweep shows the published result."""
     from vgx.experiments import verdict_for_sweep
-    from vgx.report import build_report
+    from vgx.report import build_report, echo_report
+    from vgx.sweep.verdict import verdict_table
 
-    report = build_report(sweep_dir)
+    runs = sum(1 for _ in Path(sweep_dir).rglob("status.json"))
+    with ReportProgress(runs) if runs else nullcontext():  # no runs: build_report says why
+        report = build_report(sweep_dir, echo=False)
+    echo_report(report, sweep_dir)
+    print(f"\n{verdict_table(report.summary, report.layers, report.varying)}")
     experiments = report.summary.get("experiment")
     if experiments is None or not experiments.fillna("").astype(str).str.len().any():
         return
@@ -247,19 +294,34 @@ def write_report(sweep_dir: Path) -> None:
 
 
 class SweepProgress:
-    """A sweep-level bar (runs finished / total, failures, ETA) fed by the progress log."""
+    """A sweep-level bar fed by the progress log: runs finished plus the finished fraction of
+    running ones (so it moves while the first runs train), failures, ETA. Runs skipped on a
+    resume leave the total instead of counting as done, so the rate and ETA are the real ones."""
 
     def __init__(self, sweep_dir: Path, total: int, invocation: str, interval: float = 0.5) -> None:
         self.sweep_dir, self.invocation, self.interval = sweep_dir, invocation, interval
-        self.bar = tqdm(total=total, desc="sweep", unit="run", position=0, dynamic_ncols=True)
+        self.total = total
+        self.bar = tqdm(
+            total=total,
+            desc="sweep",
+            unit="run",
+            position=0,
+            dynamic_ncols=True,
+            bar_format="{l_bar}{bar}| {n:.1f}/{total} [{elapsed}<{remaining}{postfix}]",
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
     def _refresh(self) -> None:
         counts = read_progress(self.sweep_dir, self.invocation)
-        finished = sum(counts.values())
-        self.bar.set_postfix(failed=counts[FAILED], diverged=counts[DIVERGED], refresh=False)
-        self.bar.update(finished - self.bar.n)
+        skipped = counts[SKIPPED]
+        running = sum(running_fractions(self.sweep_dir, self.invocation).values())
+        self.bar.total = max(self.total - skipped, 0)
+        self.bar.n = sum(counts.values()) - skipped + running
+        self.bar.set_postfix(
+            failed=counts[FAILED], diverged=counts[DIVERGED], skipped=skipped, refresh=False
+        )
+        self.bar.refresh()
 
     def _poll(self) -> None:
         while not self._stop.wait(self.interval):
@@ -276,8 +338,36 @@ class SweepProgress:
         self.bar.close()
 
 
+class ReportProgress:
+    """What the report phase is doing and for how long (it reads every run and draws plots)."""
+
+    def __init__(self, runs: int, interval: float = 0.5) -> None:
+        self.bar = tqdm(
+            total=None,
+            desc=f"report: reading {runs} runs, drawing plots",
+            bar_format="{desc} [{elapsed}]",
+            position=0,
+        )
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._tick, daemon=True)
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.bar.refresh()
+
+    def __enter__(self) -> ReportProgress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.bar.close()
+
+
 def cmd_report(args: list[str]) -> int:
-    """(Re)build tables and plots of a sweep directory from whatever runs exist."""
+    """(Re)build tables and plots of a sweep or run directory from whatever runs exist."""
     write_report(_one_directory("report", args))
     return 0
 
@@ -344,6 +434,12 @@ def cmd_list(args: list[str]) -> int:
         names = ", ".join(registry) or "(none)"
         note = f"  ({KEY_NOTES[key]})" if key in KEY_NOTES else ""
         print(f"  {key:<15} {names}{note}")
+    from vgx.models import ACTIVATIONS
+
+    print("\ninit=auto (the default) gives each act the init it was designed with:")
+    for name, activation in ACTIVATIONS.items():
+        print(f"  {name:<15} {activation.why}")
+    print("  (model=rnn, lstm, gru: PyTorch's own; transformer: Glorot uniform)")
     print("\nNumbers (sweep with KEY=A,B,C or KEY=range(START,STOP,STEP)):")
     for key in known_keys():
         if key in BOUNDS:
@@ -356,7 +452,7 @@ def cmd_list(args: list[str]) -> int:
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str, str]] = {
     "run": (cmd_run, "vgx run [KEY=VALUE ...]", "train one model"),
     "sweep": (cmd_sweep, "vgx sweep [KEY=A,B,C ...]", "one run per combination, then the report"),
-    "report": (cmd_report, "vgx report SWEEP_DIR", "rebuild tables and plots of a sweep"),
+    "report": (cmd_report, "vgx report DIR", "rebuild tables and plots of a sweep or run"),
     "compare": (
         cmd_compare,
         "vgx compare DIR DIR ... [--out DIR]",
@@ -387,7 +483,8 @@ COMMAND_HELP = {
     "directory (default: outputs/sweeps/<the sweep's overrides>). Running the same command again "
     "resumes: runs already done with the same config are skipped, failed and interrupted runs "
     "are redone (--redo reruns all). Exit code 1 when any run failed.",
-    "report": "Writes SWEEP_DIR/report/: summary.csv, layers.csv and PNG plots.",
+    "report": "Writes DIR/report/ (DIR: a sweep or a single run's directory): summary.csv, "
+    "layers.csv, PNG plots and index.html, then prints the verdict table.",
     "compare": "Writes OUT_DIR (default outputs/compare/A_vs_B): the tables with a `sweep` column "
     "and side-by-side plots.",
     "diagnose": "DIR is a run or a sweep directory. For each run: layers whose back-propagated "

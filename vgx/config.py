@@ -67,7 +67,7 @@ class VgxConfig:
     depth: int = 4
     width: int = 64
     act: str = "relu"
-    init: str = "default"
+    init: str = "auto"  # the init the activation was designed with (vgx.models.init)
     init_std: float = 0.05  # for init=normal
     norm: str = "none"
     skip: str = "none"
@@ -77,9 +77,9 @@ class VgxConfig:
     heads: int = 4  # transformer: attention heads (width must be a multiple)
     norm_position: str = "pre"  # transformer: LayerNorm inside (pre) or after (post) the residual
     optimizer: str = "sgd"
-    lr: float = 0.1
+    lr: float = 0.01  # with momentum 0.9: measured in configs/config.yaml
     warmup_steps: int = 0  # linear learning-rate warm-up from lr/warmup_steps to lr; 0: off
-    momentum: float = 0.0
+    momentum: float = 0.9
     weight_decay: float = 0.0
     steps: int = 200
     batch_size: int = 64

@@ -28,7 +28,7 @@ import pandas as pd
 from torch import Tensor, nn
 
 from vgx.experiments import fmt, sweep_tables
-from vgx.models import ACTIVATIONS, Residual
+from vgx.models import ACTIVATIONS, INITS, MODELS, Residual, resolve_init
 from vgx.probe import GradientProbe
 from vgx.probe.stats import RAW, activation_shape
 from vgx.summary import log10_ratio
@@ -141,12 +141,23 @@ def remedies_for(
 ) -> list[Remedy]:
     """Remedies that fit the problems found in this architecture, once each, table order;
     with the run's config, those it already applies are left out."""
-    found, config = set(problems), config or {}
+    found, config = set(problems), dict(config or {})
+    config["init"] = _init_name(config)
     chosen: dict[tuple[str, str], Remedy] = {}
     for problem, applies, remedy in RULES:
         if problem in found and applies(arch) and not _applied(remedy, config.get(remedy.key)):
             chosen.setdefault((remedy.key, remedy.value), remedy)
     return list(chosen.values())
+
+
+def _init_name(config: Mapping[str, Any]) -> Any:
+    """`init=auto` as the registered init it resolves to (he_normal for relu), so that a remedy
+    the run already applies is not suggested."""
+    init, act, model = config.get("init"), config.get("act"), config.get("model", "mlp")
+    if init not in INITS or not INITS[init].auto or act not in ACTIVATIONS:
+        return init
+    chosen = resolve_init(init, act, model if model in MODELS else "mlp")
+    return next((name for name, entry in INITS.items() if entry is chosen), init)
 
 
 def _applied(remedy: Remedy, current: Any) -> bool:

@@ -20,7 +20,7 @@ a new activation needs no code here.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import fields
 from functools import lru_cache
 from typing import Any
@@ -31,7 +31,7 @@ from numpy.polynomial.legendre import leggauss
 from omegaconf import DictConfig, OmegaConf
 
 from vgx.config import DataConfig, flatten
-from vgx.models import ACTIVATIONS, SKIPS
+from vgx.models import ACTIVATIONS, INITS, SKIPS, resolve_init
 
 # Panels of z = 0 … 10 on each side, graded toward 0 where ReLU-like activations have kinks and
 # saturating ones at large q change fastest; NODES Gauss-Legendre nodes per panel.
@@ -41,25 +41,6 @@ Q_MIN, Q_MAX = 1e-12, 1e8  # lengths are clipped here: q* = 0 is evaluated as it
 Q_GRID = np.logspace(math.log10(Q_MIN), math.log10(Q_MAX), 401)
 THEORY_KEYS = ("chi1", "q_star", "predicted_slope", "predicted_vanishing_ratio_act")
 MARGINAL = 1e-9  # |q_next/q − 1| below this: every q is a fixed point (ReLU at σ_w² = 2, σ_b² = 0)
-
-# init -> (fan_in, fan_out, init_std) -> (σ_w², σ_b²): weight variance × fan_in, bias variance.
-# vgx.models.init zeroes biases for every init but PyTorch's default.
-INIT_VARIANCES: dict[str, Callable[[int, int, float], tuple[float, float]]] = {
-    # PyTorch's Linear: weight and bias U(±1/√fan_in), Var = bound²/3 (Glorot's "standard" init).
-    "default": lambda fi, fo, std: (1 / 3, 1 / (3 * fi)),
-    # Glorot & Bengio 2010, eq. 16: Var = 2/(fan_in + fan_out); σ_w² = 1 for equal widths.
-    "xavier_uniform": lambda fi, fo, std: (2 * fi / (fi + fo), 0.0),
-    "xavier_normal": lambda fi, fo, std: (2 * fi / (fi + fo), 0.0),
-    # He et al. 2015, eq. 10: Var = 2/fan_in.
-    "he_uniform": lambda fi, fo, std: (2.0, 0.0),
-    "he_normal": lambda fi, fo, std: (2.0, 0.0),
-    # Approximation: an orthogonal matrix has entries of second moment 1/max(fan_in, fan_out), the
-    # same as Var = 1/fan_in when square; the Gaussian length map ignores its exact spectrum
-    # (Saxe et al. 2014; Pennington et al. 2017 show the spectrum matters beyond the mean).
-    "orthogonal": lambda fi, fo, std: (fi / max(fi, fo), 0.0),
-    "lecun_normal": lambda fi, fo, std: (1.0, 0.0),  # LeCun et al. 1998: Var = 1/fan_in
-    "normal": lambda fi, fo, std: (std * std * fi, 0.0),  # N(0, init_std²)
-}
 
 
 @lru_cache(maxsize=1)
@@ -221,16 +202,17 @@ def _mlp_theory_inputs(
     if model != "mlp" or norm != "none" or skip not in SKIPS:
         return None  # CNN, RNN, normalisation: not these mean-field maps
     act, init = flat.get("act"), flat.get("init", "default")
-    if act not in ACTIVATIONS or init not in INIT_VARIANCES:
+    if act not in ACTIVATIONS or init not in INITS:
         return None
+    variance = resolve_init(init, act).variance  # vgx.models.init: each init's σ_w², σ_b²
     width, std = int(flat["width"]), float(flat.get("init_std", 0.05))
-    sigma_w2, sigma_b2 = INIT_VARIANCES[init](width, width, std)
+    sigma_w2, sigma_b2 = variance(width, width, std)
     if q0 is None:
         items = _data_items(flat)
         n_in, moment = _input_moments(items) if items else (width, 1.0)
         # The first layer has fan_in = n_features: fold its own σ_w² into the input length so the
         # first hidden layer gets its true q¹ (its bias variance is taken as the hidden layers').
-        q0 = moment * INIT_VARIANCES[init](n_in, width, std)[0] / sigma_w2
+        q0 = moment * variance(n_in, width, std)[0] / sigma_w2
     return skip, act, sigma_w2, sigma_b2, int(flat["depth"]), q0
 
 

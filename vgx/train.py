@@ -14,6 +14,7 @@ import logging
 import math
 import time
 import traceback
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,12 +64,18 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def execute(cfg: DictConfig, run_dir: Path, redo: bool = False) -> tuple[str, str]:
+def execute(
+    cfg: DictConfig,
+    run_dir: Path,
+    redo: bool = False,
+    on_step: Callable[[int, int], None] | None = None,
+) -> tuple[str, str]:
     """Run `cfg` into `run_dir` unless an identical run already finished there.
 
     Returns the run's status and the word for the sweep's tally: the status when it ran,
     `skipped` when an identical finished run verified, `repaired` when a `done` run that did not
     verify was redone, `busy elsewhere` when another live process owns the run (then untouched).
+    `on_step(done, total)` is called after every training step (the sweep's progress bar).
     """
     run = RunDir(Path(run_dir))
     lock = RunLock(run.path)
@@ -81,10 +88,12 @@ def execute(cfg: DictConfig, run_dir: Path, redo: bool = False) -> tuple[str, st
         log.warning("%s is busy: trained by %s", run.path, describe(lock.owner))
         return run.read_status()["status"], BUSY
     with lock:
-        return _execute_locked(cfg, run, redo)
+        return _execute_locked(cfg, run, redo, on_step)
 
 
-def _execute_locked(cfg: DictConfig, run: RunDir, redo: bool) -> tuple[str, str]:
+def _execute_locked(
+    cfg: DictConfig, run: RunDir, redo: bool, on_step: Callable[[int, int], None] | None
+) -> tuple[str, str]:
     digest = config_hash(cfg)
     repairing = False
     if run.exists() and not redo:
@@ -96,11 +105,13 @@ def _execute_locked(cfg: DictConfig, run: RunDir, redo: bool) -> tuple[str, str]
                 return previous["status"], SKIPPED
             log.warning("redoing %s: %s", run.path, "; ".join(problems))
             repairing = True
-    status = _train_into(cfg, run, digest)
+    status = _train_into(cfg, run, digest, on_step)
     return status, REPAIRED if repairing and status == DONE else status
 
 
-def _train_into(cfg: DictConfig, run: RunDir, digest: str) -> str:
+def _train_into(
+    cfg: DictConfig, run: RunDir, digest: str, on_step: Callable[[int, int], None] | None
+) -> str:
     """Train from step 0 into `run` (which this process owns) and record how it ended."""
     try:
         run.clear_results()
@@ -112,7 +123,7 @@ def _train_into(cfg: DictConfig, run: RunDir, digest: str) -> str:
     try:
         with sigterm_interrupts():
             check_config(cfg)
-            outcome = train(cfg, run)
+            outcome = train(cfg, run, on_step)
         run.write_status(outcome.status, config_hash=digest, **outcome.status_fields())
     except ConfigError as err:
         run.write_status(INVALID, config_hash=digest, message=str(err))
@@ -182,7 +193,9 @@ def evaluate(model: nn.Module, data: Dataset) -> tuple[float, float]:
     return float(loss), float(accuracy)
 
 
-def train(cfg: DictConfig, run: RunDir) -> Outcome:
+def train(
+    cfg: DictConfig, run: RunDir, on_step: Callable[[int, int], None] | None = None
+) -> Outcome:
     """Train for `cfg.steps` steps, probing gradients, and write layers, metrics and summary."""
     device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.threads or default_threads())
@@ -241,6 +254,8 @@ def train(cfg: DictConfig, run: RunDir) -> Outcome:
             if outcome.steps_done % eval_every == 0 or outcome.steps_done == cfg.steps:
                 record_eval(sink, outcome.steps_done, *evaluate(model, data))
             bar.update()
+            if on_step:
+                on_step(outcome.steps_done, cfg.steps)
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{loss.item():.4g}", refresh=False)
         bar.close()

@@ -204,8 +204,36 @@ def check_overrides(overrides: list[str]) -> None:
             raise ConfigError(f"unknown key '{key}'; valid keys: {', '.join(sorted(keys))}")
         if override.is_delete():
             raise ConfigError(f"'~{key}' would delete a key vgx needs; set a value instead")
-        for value in expand(override):
+        values = expand(override)
+        if override.is_sweep_override() and not values:
+            raise ConfigError(
+                f"{override.input_line} gives no values: the sweep would start 0 runs"
+            )
+        for value in values:
             check_value(key, value)
+
+
+def expand_globs(overrides: list[str]) -> list[str]:
+    """Overrides with every `KEY=glob(...)` replaced by the names it matches (`act=elu,selu`).
+
+    Hydra expands a glob only over a config group's files; over any other registry key
+    (act=glob(*elu)) it would sweep nothing. Unparsable overrides are left for Hydra to report.
+    """
+    expanded = []
+    for text in overrides:
+        try:
+            (override,) = parse_overrides([text])
+        except ConfigError:
+            expanded.append(text)
+            continue
+        if isinstance(override.value(), Glob) and not override.is_hydra_override():
+            names = expand(override)
+            if not names:
+                valid = ", ".join(choices().get(override.key_or_group, {})) or "(none)"
+                raise ConfigError(f"{text} matches no value; valid: {valid}")
+            text = f"{override.get_key_element()}={','.join(map(str, names))}"
+        expanded.append(text)
+    return expanded
 
 
 def check_config(cfg: DictConfig) -> None:

@@ -14,8 +14,15 @@ from vgx.data.images import IMAGE_SETS
 from vgx.errors import ConfigError
 from vgx.models.blocks import SKIPS, Residual
 from vgx.models.cnn import CNNNet
-from vgx.models.init import INITS, RECURRENT_INITS, initialise
-from vgx.models.layers import ACTIVATIONS, NORMS
+from vgx.models.init import (
+    GLOROT_UNIFORM,
+    INITS,
+    PYTORCH_DEFAULT,
+    RECURRENT_INITS,
+    Init,
+    initialise,
+)
+from vgx.models.layers import ACTIVATIONS, NORMS, Activation
 from vgx.models.mlp import MLPNet
 from vgx.models.rnn import RecurrentNet
 from vgx.models.transformer import NORM_POSITIONS, TransformerNet
@@ -29,10 +36,13 @@ __all__ = [
     "NORM_POSITIONS",
     "RECURRENT_INITS",
     "SKIPS",
+    "Activation",
+    "Init",
     "ModelKind",
     "Residual",
     "build_model",
     "fit_data",
+    "resolve_init",
 ]
 
 
@@ -45,14 +55,31 @@ class ModelKind:
     options: tuple[str, ...] = ()  # fields of the model config the builder takes
     reads_images: bool = False  # the builder takes the data's (C, H, W) image shape
     keys: tuple[str, ...] = ()  # top-level keys the builder takes besides the shared ones
+    auto_init: Init | None = None  # what `init=auto` means here; None: the activation's own
 
 
 MODELS: Registry[ModelKind] = Registry("model", "network family")
 MODELS.add("mlp", ModelKind(MLPNet, VECTOR))
 MODELS.add("cnn", ModelKind(CNNNet, VECTOR, ("kernel_size", "stages"), reads_images=True))
+# The RNN family keeps PyTorch's own init under `auto`, so the RNN-vs-LSTM story stays the
+# architecture's (its gates, not an init, decide how far gradients reach back in time).
 for _cell in ("rnn", "lstm", "gru"):
-    MODELS.add(_cell, ModelKind(partial(RecurrentNet, _cell), SEQUENCE))
-MODELS.add("transformer", ModelKind(TransformerNet, SEQUENCE, keys=("heads", "norm_position")))
+    MODELS.add(_cell, ModelKind(partial(RecurrentNet, _cell), SEQUENCE, auto_init=PYTORCH_DEFAULT))
+# Attention projections have no activation after them: `auto` is Glorot's init for every layer,
+# the common transformer choice (the Annotated Transformer's xavier_uniform_; xiong2020 pins it).
+MODELS.add(
+    "transformer",
+    ModelKind(TransformerNet, SEQUENCE, keys=("heads", "norm_position"), auto_init=GLOROT_UNIFORM),
+)
+
+
+def resolve_init(init: str, act: str, model: str = "mlp") -> Init:
+    """The init a run gets: `init=auto` becomes the one its activation was designed with
+    (or the model family's own), every other name is itself."""
+    chosen = INITS[init]
+    if not chosen.auto:
+        return chosen
+    return MODELS[model].auto_init or ACTIVATIONS[act].auto_init
 
 
 def fit_data(model_name: str, dataset: Dataset) -> Dataset:
@@ -87,5 +114,6 @@ def build_model(
         skip=cfg.skip,
         **options,
     )
-    initialise(model, cfg.init, cfg.init_std, cfg.recurrent_init, cfg.forget_bias)
+    init = resolve_init(cfg.init, cfg.act, cfg.model.name)
+    initialise(model, init, cfg.init_std, cfg.recurrent_init, cfg.forget_bias)
     return model

@@ -224,8 +224,9 @@ def _read_metas(
         runs = [r for r in find_runs(root) if not r.path.resolve().is_relative_to(out.resolve())]
         if not runs:
             raise VgxError(f"no run directories (status.json) below {root}")
-        for run in runs:
-            if out.resolve().is_relative_to(run.path.resolve()):
+        for run in runs:  # a single run's own report (RUN_DIR/report) is where it belongs
+            inside = out.resolve().is_relative_to(run.path.resolve())
+            if inside and run.path.resolve() != root.resolve():
                 raise VgxError(f"the report directory {out} is inside the run directory {run.path}")
         metas += [(sweep, read_meta(run, root)) for run in runs]
     return metas
@@ -242,6 +243,11 @@ def _warning(row: pd.Series, notes: list[str]) -> str:
     where = f"{row[SWEEP]}/{row['run']}" if SWEEP in row else row["run"]
     details = [d for d in (row["message"], *notes) if d]
     return f"warning: {where}: {row['status']}" + (f": {'; '.join(details)}" if details else "")
+
+
+def echo_report(report: Report, sweep_dir: Path) -> None:
+    """Print what build_report(..., echo=False) would have printed."""
+    _echo(report, [(None, Path(sweep_dir))])
 
 
 def _echo(report: Report, sources: list[tuple[str | None, Path]]) -> None:

@@ -2,9 +2,10 @@
 
 Jobs may run in other processes or on other machines (SLURM), so they report progress by
 appending one line per finished run to a log in the sweep directory (O_APPEND writes of one short
-line are atomic). Each line carries the invocation id of the `vgx sweep` that launched the job:
-two sweeps on one directory (a cron job and a person) append to the same log, and each tallies
-only its own lines, so no invocation ever deletes another's log.
+line are atomic), and a few step records per running run so that the bar moves while they train.
+Each line carries the invocation id of the `vgx sweep` that launched the job: two sweeps on one
+directory (a cron job and a person) append to the same log, and each tallies only its own lines,
+so no invocation ever deletes another's log.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ log = logging.getLogger(__name__)
 
 PROGRESS_LOG = ".vgx-progress"
 INVOCATION_ENV = "VGX_INVOCATION"  # set by the front end, inherited by every job it launches
+STEP_RECORD = "@steps"  # `invocation<TAB>@steps<TAB>fraction<TAB>run`: how far a running run is
+STEP_RECORDS_PER_RUN = 20  # enough for a bar that moves, few enough to keep the log small
 
 
 def new_invocation() -> str:
@@ -47,14 +50,50 @@ def record_progress(sweep_dir: Path, run_name: str, status: str) -> None:
         log.error("cannot record progress of %s in %s: %s", run_name, sweep_dir, err)
 
 
-def read_progress(sweep_dir: Path, invocation: str | None = None) -> Counter[str]:
-    """How many runs of one invocation (default: the latest to write) ended with each word."""
+def record_steps(sweep_dir: Path, run_name: str, done: int, total: int) -> None:
+    """Note how far a running run has got, at most STEP_RECORDS_PER_RUN times per run."""
+    every = max(1, total // STEP_RECORDS_PER_RUN)
+    if done % every == 0 and done < total:
+        record_progress(sweep_dir, run_name, f"{STEP_RECORD}\t{done / total:.3f}")
+
+
+def _fields(sweep_dir: Path) -> list[list[str]]:
     try:
         lines = (sweep_dir / PROGRESS_LOG).read_text(encoding="utf-8").splitlines()
     except (FileNotFoundError, NotADirectoryError):
-        return Counter()
-    fields = [line.split("\t") for line in lines]
-    fields = [f for f in fields if len(f) == 3]  # a line of the older two-field format: ignored
+        return []
+    return [line.split("\t") for line in lines]
+
+
+def _is_end(fields: list[str]) -> bool:
+    return len(fields) == 3  # the older two-field format and four-field step records are not
+
+
+def _is_step(fields: list[str]) -> bool:
+    return len(fields) == 4 and fields[1] == STEP_RECORD
+
+
+def read_progress(sweep_dir: Path, invocation: str | None = None) -> Counter[str]:
+    """How many runs of one invocation (default: the latest to end a run) ended with each word."""
+    ends = [f for f in _fields(sweep_dir) if _is_end(f)]
+    if invocation is None and ends:
+        invocation = ends[-1][0]
+    return Counter(status for inv, status, _ in ends if inv == invocation)
+
+
+def running_fractions(sweep_dir: Path, invocation: str | None = None) -> dict[str, float]:
+    """The fraction of its steps each run of one invocation (default: the latest to write a
+    line) that has not ended yet has done."""
+    fields = [f for f in _fields(sweep_dir) if _is_end(f) or _is_step(f)]
     if invocation is None and fields:
         invocation = fields[-1][0]
-    return Counter(status for inv, status, _ in fields if inv == invocation)
+    fractions: dict[str, float] = {}
+    ended = set()
+    for f in fields:
+        if f[0] != invocation:
+            continue
+        if _is_step(f):
+            fractions[f[3]] = float(f[2])
+        else:
+            ended.add(f[2])
+    return {run: fraction for run, fraction in fractions.items() if run not in ended}
