@@ -36,10 +36,15 @@ def test_runs_record_the_current_schema_version(tmp_path) -> None:
 def test_a_version_1_run_reads_as_float64_with_its_float32_values_kept(tmp_path) -> None:
     run = as_version_1(write_run(tmp_path, "old", recurrent=True))
     assert version_of(run.read_status()) == 1
-    columns = (("layers", "grad_norm"), ("layers", "act_mean"), ("time", "hidden_grad_norm"))
-    for table, column in columns:
+    # version 1's `hidden_grad_norm` held the direct output gradient: it reads as output_grad_norm
+    columns = (
+        ("layers", "grad_norm", "grad_norm"),
+        ("layers", "act_mean", "act_mean"),
+        ("time", "hidden_grad_norm", "output_grad_norm"),
+    )
+    for table, column, current in columns:
         stored = read_metrics(run.metrics_dir, table)[column]
-        read = run.read_table(table)[column]
+        read = run.read_table(table)[current]
         assert read.dtype == np.float64, table
         np.testing.assert_array_equal(read.to_numpy(), stored.to_numpy().astype(np.float64))
 
@@ -55,7 +60,7 @@ def mixed_sweep(make_cfg, tmp_path):
     sweep = tmp_path / "sweep"
     old = as_version_1(write_run(sweep, "act=relu", act="relu", depth=4))
     cfg = make_cfg("dtype=float64", "depth=60", "act=sigmoid", "steps=1", "threads=1")
-    assert execute(cfg, sweep / "act=sigmoid") == (DONE, False)
+    assert execute(cfg, sweep / "act=sigmoid") == (DONE, DONE)
     return sweep, old
 
 

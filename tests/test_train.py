@@ -34,7 +34,7 @@ def test_float64_depth_60_sigmoid_gradients_near_1e_minus_51_are_stored_and_read
     make_cfg, tmp_path
 ) -> None:
     cfg = make_cfg("dtype=float64", "depth=60", "act=sigmoid", "steps=1", "threads=1")
-    assert execute(cfg, tmp_path) == (DONE, False)
+    assert execute(cfg, tmp_path) == (DONE, DONE)
     layers = RunDir(tmp_path).read_table("layers")
     stored = layers.loc[(layers["step"] == 0) & (layers["layer"] == 0), "grad_norm"].item()
     expected = first_layer_gradient_by_float64_autograd(cfg)
@@ -46,7 +46,7 @@ def test_float64_depth_60_sigmoid_gradients_near_1e_minus_51_are_stored_and_read
 
 def test_float64_runs_train_a_float64_model_on_float64_data(make_cfg, tmp_path) -> None:
     cfg = make_cfg("dtype=float64", "steps=2", "width=8", "threads=1")
-    assert execute(cfg, tmp_path) == (DONE, False)
+    assert execute(cfg, tmp_path) == (DONE, DONE)
     layers = RunDir(tmp_path).read_table("layers")
     assert layers["act_mean"].dtype == np.float64 and np.isfinite(layers["act_mean"]).all()
 
