@@ -15,7 +15,7 @@ import pytest
 from tests.conftest_report import tree_digest, write_run
 from vgx.errors import VgxError
 from vgx.report import Report, build_report
-from vgx.report.tables import summary_frame, varying_keys
+from vgx.runs import summary_frame, varying_keys
 from vgx.store import RunDir
 from vgx.summary import SUMMARY_KEYS, gradient_summary
 
@@ -26,6 +26,7 @@ PLOTS = {
     "act_grad_vs_layer_final.png",
     "update_ratio_vs_layer.png",
     "loss.png",
+    "test_loss.png",
     "accuracy.png",
     "heatmap_grad_norm.png",
 }
@@ -117,7 +118,12 @@ def test_layers_csv_has_a_row_per_run_and_layer_with_only_the_varying_keys(repor
     assert list(layers.columns[:6]) == ["run", "act", "depth", "layer", "name", "kind"]
     assert "width" not in layers.columns
     for stat in ("init", "mean", "final"):
-        assert {f"grad_norm_{stat}", f"act_grad_norm_{stat}", f"dead_{stat}"} <= set(layers)
+        assert {
+            f"grad_norm_{stat}",
+            f"act_grad_norm_{stat}",
+            f"zero_fraction_{stat}",
+            f"dead_units_{stat}",
+        } <= set(layers)
 
 
 def test_layers_csv_mean_and_final_equal_a_recomputation_from_the_parquet_files(report, sweep):
@@ -126,7 +132,14 @@ def test_layers_csv_mean_and_final_equal_a_recomputation_from_the_parquet_files(
         last = raw[raw["step"] == raw["step"].max()].set_index("layer")
         mean = raw.groupby("layer").mean()
         rows = rows.set_index("layer")
-        for metric in ("grad_norm", "act_grad_norm", "update_ratio", "saturated", "dead"):
+        for metric in (
+            "grad_norm",
+            "act_grad_norm",
+            "update_ratio",
+            "saturated",
+            "zero_fraction",
+            "dead_units",
+        ):
             np.testing.assert_allclose(rows[f"{metric}_mean"], mean[metric], rtol=1e-6)
             np.testing.assert_allclose(rows[f"{metric}_final"], last[metric], rtol=1e-6)
 
@@ -155,7 +168,7 @@ def test_the_terminal_shows_varying_keys_and_key_metrics_but_not_constant_keys(p
     _, text, _ = printed
     header = next(line for line in text.splitlines() if "status" in line and "act" in line)
     assert header.split()[:3] == ["act", "depth", "status"]
-    assert "W_end" in header and "act_end" in header
+    assert "dW_lost" in header and "dh_lost" in header
     assert "width" not in header
 
 

@@ -11,7 +11,7 @@ from tests.conftest_report import write_run
 from vgx.errors import VgxError
 from vgx.report import Report, compare, sweep_labels
 from vgx.report.layout import choose_encoding
-from vgx.report.tables import varying_keys
+from vgx.runs import varying_keys
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +65,11 @@ def test_compare_writes_its_tables_and_plots_in_the_output_directory(report):
     assert len(written) == 4
 
 
-def test_sweeps_are_put_side_by_side_as_panel_columns(report):
-    enc = choose_encoding(report.summary, report.varying, side_by_side="sweep")
-    assert enc.col == "sweep"
+def test_sweeps_are_line_styles_so_equal_key_values_share_a_panel(report):
+    enc = choose_encoding(report.summary, report.varying, line_style="sweep")
+    assert enc.style == "sweep"
     assert enc.color == "act"
+    assert "sweep" not in (enc.col, enc.row)
 
 
 def test_sweeps_with_the_same_directory_name_are_told_apart_by_their_parents():

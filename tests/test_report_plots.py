@@ -13,10 +13,10 @@ from matplotlib.colors import LogNorm
 
 from tests.conftest_report import write_run
 from vgx.report import Report, build_report
-from vgx.report.collect import Heatmap
 from vgx.report.heatmap import heatmap_figure, pick
 from vgx.report.layout import Encoding, choose_encoding, fixed_settings
 from vgx.report.plots import curves, layer_profile, time_profile
+from vgx.runs import Heatmap
 
 IDS = ["run"]
 
@@ -139,13 +139,15 @@ def test_gradient_through_time_has_a_log_y_axis_over_time_steps():
     assert fig.axes[0].get_xlabel() == "time step t (first → last input)"
 
 
-def test_heatmap_has_a_panel_per_run_on_one_log_colour_scale():
+def test_heatmap_gives_each_run_its_own_log_colour_scale_over_its_own_range():
     maps = [(f"run {i}", small_heatmap(scale=10.0**-i)) for i in range(3)]
     fig = heatmap_figure(maps, total=3, settings="model=mlp")
     images = [im for ax in fig.axes for im in ax.images]
     assert len(images) == 3
     assert all(isinstance(im.norm, LogNorm) for im in images)
-    assert len({(im.norm.vmin, im.norm.vmax) for im in images}) == 1
+    for (_, heat), im in zip(maps, images, strict=True):
+        values = heat.values[np.isfinite(heat.values) & (heat.values > 0)]
+        assert (im.norm.vmin, im.norm.vmax) == (values.min(), values.max())
     assert [ax.get_title() for ax in fig.axes if ax.images] == ["run 0", "run 1", "run 2"]
 
 

@@ -1,17 +1,29 @@
 """The run directory's schema version, and how readers see runs written under older versions.
 
 A run records `schema_version` in its status.json; a run without one was written before versions
-were recorded (version 1). Readers ask `version_of` and upgrade old frames here, so the report,
-compare, diagnose, export and status all read every run the same way.
+were recorded (version 1). Readers ask `version_of` and read a table through `stored_columns` and
+`upgrade`, so the report, compare, diagnose, export and status all read every run the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-SCHEMA_VERSION = 1
+import numpy as np
+import pandas as pd
+
+SCHEMA_VERSION = 2
 FIRST_VERSION = 1
+
+# What each version changed in the run's own tables: table -> {old name: new name}, and the
+# columns it added (NaN when an older run is read). CHANGELOG.md lists these and the report's.
+RENAMED: dict[int, dict[str, dict[str, str]]] = {
+    2: {"layers": {"dead": "zero_fraction"}},  # the zero fraction, ~0.5 in a healthy ReLU layer
+}
+ADDED: dict[int, dict[str, tuple[str, ...]]] = {
+    2: {"layers": ("dead_units",)},  # units zero for every example of the batch
+}
 
 
 def version_of(status_record: Mapping[str, Any]) -> int:
@@ -20,3 +32,29 @@ def version_of(status_record: Mapping[str, Any]) -> int:
         return int(status_record.get("schema_version", FIRST_VERSION))
     except (TypeError, ValueError):
         return FIRST_VERSION
+
+
+def _later(version: int) -> list[int]:
+    return sorted(v for v in set(RENAMED) | set(ADDED) if v > version)
+
+
+def stored_columns(table: str, columns: Sequence[str], version: int) -> list[str]:
+    """The names `columns` (today's) were stored under in a `version` run; absent ones left out."""
+    missing = {c for v in _later(version) for c in ADDED.get(v, {}).get(table, ())}
+    stored = []
+    for column in (c for c in columns if c not in missing):
+        for v in reversed(_later(version)):  # undo the newest rename first
+            back = {new: old for old, new in RENAMED.get(v, {}).get(table, {}).items()}
+            column = back.get(column, column)
+        stored.append(column)
+    return stored
+
+
+def upgrade(table: str, frame: pd.DataFrame, version: int) -> pd.DataFrame:
+    """A `version` run's table under today's column names; columns added since are NaN."""
+    for v in _later(version):
+        frame = frame.rename(columns=RENAMED.get(v, {}).get(table, {}))
+        for column in ADDED.get(v, {}).get(table, ()):
+            if column not in frame.columns:
+                frame = frame.assign(**{column: np.full(len(frame), np.nan)})
+    return frame
