@@ -66,8 +66,11 @@ class VgxConfig:
     seq_len: int = 20
     forget_bias: float | None = None  # LSTM forget-gate bias; None keeps PyTorch's init
     recurrent_init: str = "default"
+    heads: int = 4  # transformer: attention heads (width must be a multiple)
+    norm_position: str = "pre"  # transformer: LayerNorm inside (pre) or after (post) the residual
     optimizer: str = "sgd"
     lr: float = 0.1
+    warmup_steps: int = 0  # linear learning-rate warm-up from lr/warmup_steps to lr; 0: off
     momentum: float = 0.0
     weight_decay: float = 0.0
     steps: int = 200

@@ -459,6 +459,50 @@ def _lstm_forget_gate(t: SweepTables) -> tuple[bool, str]:
     return claims.result()
 
 
+@experiment(
+    "xiong2020",
+    "Xiong et al. 2020, ICML, Thm 1, Fig. 2-3",
+    "at init the post-LN transformer's gradient of the feed-forward output weight grows with the "
+    "block index toward the output while pre-LN's does not; so post-LN needs learning-rate "
+    "warm-up and pre-LN trains without it",
+)
+def _xiong2020(t: SweepTables) -> tuple[bool, str]:
+    claims = Claims()
+    slopes = {}
+    for position in ("pre", "post"):
+        runs = t.rows(norm_position=position, warmup_steps=0)["run"]
+        frame = t.layers[t.layers["run"].isin(runs)]
+        ffn = frame[frame["name"].str.endswith("feed_forward.contract")]
+        per_block = ffn.groupby("layer")["grad_norm_init"].mean().sort_index()
+        slopes[position] = float(np.polyfit(np.arange(len(per_block)), np.log10(per_block), 1)[0])
+    claims.add(
+        slopes["post"] > slopes["pre"] + 0.02,
+        f"slope of log10 ‖∂L/∂W₂‖ over the block index at init, decades per block: pre-LN "
+        f"{fmt(slopes['pre'], 3)}, post-LN {fmt(slopes['post'], 3)} (post-LN's larger by > 0.02)",
+    )
+    accuracy = {
+        (position, warmup): t.value(
+            "test_accuracy_final", norm_position=position, warmup_steps=warmup
+        )
+        for position in ("pre", "post")
+        for warmup in sorted(set(t.summary["warmup_steps"]))
+    }
+    without, with_ = min(w for _, w in accuracy), max(w for _, w in accuracy)
+    claims.add(
+        accuracy["post", with_] >= accuracy["post", without] + 0.3,
+        f"post-LN test accuracy, warm-up {without} → {with_} steps: "
+        f"{arrow([accuracy['post', without], accuracy['post', with_]], signed=False)} "
+        "(warm-up gains ≥ 0.3)",
+    )
+    claims.add(
+        accuracy["pre", without] >= accuracy["pre", with_] - 0.05,
+        f"pre-LN test accuracy, warm-up {without} → {with_} steps: "
+        f"{arrow([accuracy['pre', without], accuracy['pre', with_]], signed=False)} "
+        "(no warm-up is within 0.05)",
+    )
+    return claims.result()
+
+
 def check_experiment(
     name: str, summary: pd.DataFrame, layers: pd.DataFrame, times: pd.DataFrame | None = None
 ) -> Verdict:

@@ -48,6 +48,17 @@ def make_optimizer(params: Iterable[nn.Parameter], cfg: Any) -> torch.optim.Opti
     return OPTIMIZERS[cfg.optimizer](params, cfg)
 
 
+def make_schedule(optimizer: torch.optim.Optimizer, cfg: Any) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over `warmup_steps` steps: step s uses lr·(s+1)/warmup_steps, then lr.
+
+    The transformer's post-LN blocks need it (Xiong et al. 2020, §3.2); 0 keeps lr constant.
+    """
+    warmup = cfg.warmup_steps
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
+    )
+
+
 def resolve_device(name: str) -> torch.device:
     """`auto` picks CUDA when present; `cuda` without a GPU is a config error."""
     return DEVICES[name]()

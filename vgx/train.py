@@ -30,7 +30,7 @@ from vgx.errors import ConfigError
 from vgx.interrupts import sigterm_interrupts
 from vgx.loggers import open_sink
 from vgx.models import build_model, fit_data
-from vgx.optim import make_optimizer, resolve_device
+from vgx.optim import make_optimizer, make_schedule, resolve_device
 from vgx.probe import GradientProbe, Sink
 from vgx.status import DIVERGED, DONE, FAILED, FINAL, INTERRUPTED, INVALID, RUNNING
 from vgx.store import MetricsWriter, RunDir, atomic_write_json, atomic_write_text
@@ -138,6 +138,7 @@ def train(cfg: DictConfig, run: RunDir) -> Outcome:
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, data.n_features, data.n_outputs).to(device)
     optimizer = make_optimizer(model.parameters(), cfg)
+    schedule = make_schedule(optimizer, cfg)
     order = batches(len(data.x_train), cfg.batch_size, torch.Generator().manual_seed(cfg.seed))
     eval_every = cfg.eval_every or max(1, cfg.steps // 10)
     atomic_write_json(run.env_file, environment(device))
@@ -174,6 +175,7 @@ def train(cfg: DictConfig, run: RunDir) -> Outcome:
             diverged = not bool(torch.isfinite(loss) & torch.isfinite(total))
             if not diverged:
                 optimizer.step()
+                schedule.step()
             probe.commit()
             if step == 0:  # the probe knows the forward order once a step has run
                 atomic_write_text(run.layers_file, probe.layer_table().to_csv(index=False))

@@ -23,7 +23,15 @@ from vgx.config import DataConfig, ModelConfig, ProbeConfig, VgxConfig
 from vgx.data import DATASETS
 from vgx.errors import ConfigError
 from vgx.loggers import LOGGERS
-from vgx.models import ACTIVATIONS, INITS, MODELS, NORMS, RECURRENT_INITS, SKIPS
+from vgx.models import (
+    ACTIVATIONS,
+    INITS,
+    MODELS,
+    NORM_POSITIONS,
+    NORMS,
+    RECURRENT_INITS,
+    SKIPS,
+)
 from vgx.optim import DEVICES, OPTIMIZERS
 from vgx.registry import Registry
 
@@ -49,6 +57,7 @@ def choices() -> dict[str, Mapping[str, Any]]:
         "init": INITS,
         "recurrent_init": RECURRENT_INITS,
         "norm": NORMS,
+        "norm_position": NORM_POSITIONS,
         "skip": SKIPS,
         "optimizer": OPTIMIZERS,
         "device": DEVICES,
@@ -64,6 +73,8 @@ BOUNDS: dict[str, tuple[float, bool]] = {
     "steps": (1, True),
     "batch_size": (1, True),
     "seq_len": (1, True),
+    "heads": (1, True),
+    "warmup_steps": (0, True),
     "lr": (0, False),
     "init_std": (0, False),
     "momentum": (0, True),

@@ -16,6 +16,7 @@ from vgx.models.init import INITS, RECURRENT_INITS, initialise
 from vgx.models.layers import ACTIVATIONS, NORMS, SKIPS, Residual
 from vgx.models.mlp import MLPNet
 from vgx.models.rnn import RecurrentNet
+from vgx.models.transformer import NORM_POSITIONS, TransformerNet
 from vgx.registry import Registry
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "INITS",
     "MODELS",
     "NORMS",
+    "NORM_POSITIONS",
     "RECURRENT_INITS",
     "SKIPS",
     "ModelKind",
@@ -39,6 +41,7 @@ class ModelKind:
     build: Callable[..., nn.Module]
     data_kind: str
     options: tuple[str, ...] = ()  # fields of the model config the builder takes
+    keys: tuple[str, ...] = ()  # top-level keys the builder takes besides the shared ones
 
 
 MODELS: Registry[ModelKind] = Registry("model", "network family")
@@ -46,6 +49,7 @@ MODELS.add("mlp", ModelKind(MLPNet, VECTOR))
 MODELS.add("cnn", ModelKind(CNNNet, VECTOR, ("kernel_size",)))
 for _cell in ("rnn", "lstm", "gru"):
     MODELS.add(_cell, ModelKind(partial(RecurrentNet, _cell), SEQUENCE))
+MODELS.add("transformer", ModelKind(TransformerNet, SEQUENCE, keys=("heads", "norm_position")))
 
 
 def fit_data(model_name: str, dataset: Dataset) -> Dataset:
@@ -64,6 +68,7 @@ def build_model(cfg: Any, n_features: int, n_outputs: int) -> nn.Module:
     """Build and initialise the model a run config describes; ConfigError for a bad combination."""
     kind = MODELS[cfg.model.name]
     options = {name: cfg.model[name] for name in kind.options}
+    options.update({name: cfg[name] for name in kind.keys})
     model = kind.build(
         n_features=n_features,
         n_outputs=n_outputs,
