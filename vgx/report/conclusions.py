@@ -92,7 +92,9 @@ def _sentences(runs: list[RunVerdict], experiment: Verdict | None) -> list[str]:
             )
     healthy = [r.title for r in runs if r.at_init.startswith("healthy")]
     if healthy:
-        sentences.append(f"Healthy gradients at init in {len(healthy)}: {_names(healthy)}.")
+        sentences.append(
+            f"Healthy gradients at init in {len(healthy)} of {len(runs)} runs: {_names(healthy)}."
+        )
     compared = [r for r in runs if math.isfinite(r.predicted_slope + r.measured_slope)]
     if compared:
         worst = max(compared, key=lambda r: abs(r.measured_slope - r.predicted_slope))

@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from vgx.report.layout import MAX_PANELS, MAX_SIDE, PANEL, figure_grid, wrap
 from vgx.runs import Heatmap
@@ -67,6 +67,7 @@ def heatmap_figure(maps: Sequence[tuple[str, Heatmap | None]], total: int, setti
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         bar = fig.colorbar(image, cax=_colorbar_axes(fig, ax), extend=_extend(_special([heat])))
         bar.ax.tick_params(labelsize=7)
+        bar.ax.yaxis.set_minor_formatter(NullFormatter())  # within a decade: 6 labels overlap
     return fig
 
 
