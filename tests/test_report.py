@@ -225,3 +225,20 @@ def test_a_key_missing_in_some_runs_is_an_empty_cell_in_their_rows():
     summary = summary_frame(rows).set_index("run")
     assert summary.at["a", "norm"] == "batch"
     assert pd.isna(summary.at["b", "norm"])
+
+
+def test_a_sweep_over_seeds_gets_mean_and_spread_per_configuration(tmp_path):
+    for act in ("relu", "tanh"):
+        for seed in (0, 1, 2):
+            write_run(tmp_path, f"{act}-{seed}", act=act, seed=seed)
+    report = build_report(tmp_path, echo=False)
+    table = pd.read_csv(tmp_path / "report" / "summary_by_config.csv")
+    assert table["act"].tolist() == ["relu", "tanh"] and table["runs"].tolist() == [3, 3]
+    relu = report.summary[report.summary["act"] == "relu"]["decades_lost_act_init"]
+    row = table.set_index("act").loc["relu"]
+    assert row["decades_lost_act_init_mean"] == pytest.approx(relu.mean(), rel=1e-12, abs=0)
+    assert row["decades_lost_act_init_std"] == pytest.approx(relu.std(), rel=1e-12, abs=0)
+
+
+def test_a_sweep_without_seeds_gets_no_per_configuration_table(report):
+    assert "summary_by_config.csv" not in {p.name for p in report.paths}

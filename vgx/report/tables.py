@@ -48,8 +48,12 @@ def by_configuration(summary: pd.DataFrame, varying: Sequence[str]) -> pd.DataFr
     table = grouped.agg(
         runs=("run", "count"),
         trained=("_trained", "sum"),
-        **{f"{c}_mean": (c, "mean") for c in SPREAD_COLUMNS if c in frame},
-        **{f"{c}_std": (c, "std") for c in SPREAD_COLUMNS if c in frame},
+        **{
+            f"{c}_{stat}": (c, stat)
+            for c in SPREAD_COLUMNS
+            if c in frame
+            for stat in ("mean", "std")
+        },
     )
     return table.reset_index(drop=not keys)
 
