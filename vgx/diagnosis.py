@@ -435,7 +435,7 @@ def diagnose_runs(path: Path) -> SweepDiagnosis:
 def diagnose_sweep(sweep: Sweep, path: Path) -> SweepDiagnosis:
     """Diagnose every run of a loaded sweep (vgx.runs) from its frames."""
     summary, layers, times = sweep.summary, sweep.layers, sweep.times
-    keys = [k for k in sweep.config_keys if k != SWEEP]
+    keys = sweep.config_keys
     varying = [k for k in keys if _varies(summary[k])]
     runs = []
     for row in summary.to_dict("records"):

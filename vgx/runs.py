@@ -331,19 +331,7 @@ class Sweep:
 
 def load_sweep(path: str | Path) -> Sweep:
     """The frames of every run below `path` (a sweep or a single run directory)."""
-    return read_sweeps([(None, Path(path))])
-
-
-def read_sweeps(
-    sources: Sequence[tuple[str | None, Path]],
-    exclude: Path | None = None,
-    map_: Callable[..., Iterable[Any]] = map,
-    heatmaps: Callable[[int], list[int]] | None = None,
-) -> Sweep:
-    """Runs below each (label, directory), a `sweep` column naming the label when given; runs
-    under `exclude` (the report's own directory) are skipped; `map_` may run in worker
-    processes; `heatmaps(n)` picks which of the n sorted runs get a layer × step matrix."""
-    return read_runs(find_sweep_runs(sources, exclude), map_, heatmaps)
+    return read_runs(find_sweep_runs([(None, Path(path))]))
 
 
 def find_sweep_runs(

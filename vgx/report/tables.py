@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from vgx.runs import HEADLINE_COLUMNS, SWEEP
+from vgx.runs import HEADLINE_COLUMNS
 
 # What the terminal shows (short names so a row fits a terminal line) and what they mean.
 TERMINAL_COLUMNS = {
@@ -60,6 +60,6 @@ def by_configuration(summary: pd.DataFrame, varying: Sequence[str]) -> pd.DataFr
 
 def terminal_table(summary: pd.DataFrame, varying: Sequence[str]) -> str:
     """The summary as text that fits a terminal: varying keys, status and key metrics."""
-    keys = [k for k in varying if k != SWEEP or SWEEP in summary] or ["run"]
+    keys = list(varying) or ["run"]
     shown = summary[[*keys, "status", *TERMINAL_COLUMNS]].rename(columns=TERMINAL_COLUMNS)
     return shown.to_string(index=False, float_format=lambda v: f"{v:.3g}", max_rows=40, min_rows=20)
