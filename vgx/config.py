@@ -76,7 +76,7 @@ class VgxConfig:
     steps: int = 200
     batch_size: int = 64
     clip: float = 0.0  # max global grad norm; 0 disables clipping
-    eval_every: int = 0  # 0: evaluate at the end only
+    eval_every: int = 0  # 0: ten evaluations per run (every steps // 10 steps)
     seed: int = 0
     device: str = "auto"
     threads: int = 0  # torch threads per run; 0: cores / parallel jobs

@@ -415,17 +415,6 @@ class SweepDiagnosis:
             lines += [f"  {ranking}" for ranking in self.rankings]
         return "\n".join(lines)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": str(self.path),
-            "runs": [
-                {**{k: v for k, v in vars(r).items() if k not in ("init", "end")},
-                 "init": r.init.to_dict(), "end": r.end.to_dict()}
-                for r in self.runs
-            ],
-            "rankings": {r.key: r.values.to_dict("records") for r in self.rankings},
-        }  # fmt: skip
-
 
 def diagnose_runs(path: Path) -> SweepDiagnosis:
     """Diagnose every run below `path` (a run or a sweep directory) from its recorded metrics."""
