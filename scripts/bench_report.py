@@ -100,7 +100,8 @@ def write_run(job: tuple[Path, dict[str, object], int, int]) -> None:
                     "act_mean": rng.normal(0, 0.1, step.size).astype(np.float32),
                     "act_std": np.ones(step.size, np.float32),
                     "saturated": rng.uniform(0, 0.2, step.size).astype(np.float32),
-                    "dead": rng.uniform(0, 0.1, step.size).astype(np.float32),
+                    "zero_fraction": rng.uniform(0, 0.1, step.size).astype(np.float32),
+                    "dead_units": rng.uniform(0, 0.01, step.size).astype(np.float32),
                     "nonfinite": np.zeros(step.size, np.int64),
                 },
             )

@@ -64,6 +64,12 @@ class Dataset:
         tail = output[:, -self.target_steps :]  # (B, target_steps, O)
         return tail[:, 0] if self.target_steps == 1 else tail
 
+    def sizes(self) -> dict[str, int]:
+        """What a run records of its data: examples actually used (digits: 1,438 train, 359
+        test, whatever n_train/n_test ask) and classes (0 for regression)."""
+        classes = 0 if self.regression else self.n_outputs
+        return {"n_train": len(self.x_train), "n_test": len(self.x_test), "n_classes": classes}
+
     def as_sequence(self) -> Dataset:
         """A square-image set read row by row (the RNN family on digits: 8 steps of 8 pixels)."""
         side = math.isqrt(self.n_features)

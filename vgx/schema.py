@@ -1,26 +1,36 @@
 """The run directory's schema version, and how readers see runs written under older versions.
 
 A run records `schema_version` in its status.json; a run without one was written before versions
-were recorded (version 1). Readers ask `version_of` and upgrade old frames here, so the report,
-compare, diagnose, export and status all read every run the same way.
+were recorded (version 1). Readers ask `version_of` and read a table through `stored_columns` and
+`upgrade`, so the report, compare, diagnose, export and status all read every run the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 SCHEMA_VERSION = 2
 FIRST_VERSION = 1
 
-# Columns a version stored under a name that now means something else: {version: {table:
-# {stored name: current name}}}. Version 1's `hidden_grad_norm` of vgx's (fused) recurrent
-# layers held only the gradient reaching the output sequence directly, which version 2 calls
-# `output_grad_norm`; ‖∂L/∂h_t‖ itself was not recorded then.
+# What each version changed in the run's own tables: table -> {old name: new name}, and the
+# columns it added (NaN when an older run is read). CHANGELOG.md lists these and the report's.
 RENAMED: dict[int, dict[str, dict[str, str]]] = {
-    1: {"time": {"hidden_grad_norm": "output_grad_norm"}},
+    2: {
+        "layers": {"dead": "zero_fraction"},  # the zero fraction, ~0.5 in a healthy ReLU layer
+        # Version 1's `hidden_grad_norm` of vgx's (fused) recurrent layers held only the gradient
+        # reaching the output sequence directly: version 2's `output_grad_norm`.
+        "time": {"hidden_grad_norm": "output_grad_norm"},
+    },
+}
+ADDED: dict[int, dict[str, tuple[str, ...]]] = {
+    2: {
+        "layers": ("dead_units",),  # units zero for every example of the batch
+        "time": ("hidden_grad_norm", "cell_grad_norm"),  # ‖∂L/∂h_t‖, ‖∂L/∂c_t‖ (total, exact)
+    },
 }
 
 
@@ -32,10 +42,29 @@ def version_of(status_record: Mapping[str, Any]) -> int:
         return FIRST_VERSION
 
 
+def _later(version: int) -> list[int]:
+    return sorted(v for v in set(RENAMED) | set(ADDED) if v > version)
+
+
+def stored_columns(table: str, columns: Sequence[str], version: int) -> list[str]:
+    """The names `columns` (today's) were stored under in a `version` run; absent ones left out."""
+    missing = {c for v in _later(version) for c in ADDED.get(v, {}).get(table, ())}
+    stored = []
+    for column in (c for c in columns if c not in missing):
+        for v in reversed(_later(version)):  # undo the newest rename first
+            back = {new: old for old, new in RENAMED.get(v, {}).get(table, {}).items()}
+            column = back.get(column, column)
+        stored.append(column)
+    return stored
+
+
 def upgrade(table: str, frame: pd.DataFrame, version: int) -> pd.DataFrame:
-    """A metrics table written under `version` with the current column names."""
-    for old in range(version, SCHEMA_VERSION):
-        renames = RENAMED.get(old, {}).get(table, {})
+    """A `version` run's table under today's column names; columns added since are NaN."""
+    for v in _later(version):
+        renames = RENAMED.get(v, {}).get(table, {})
         # a frame that already has the new name was written by newer code: nothing to rename
         frame = frame.rename(columns={a: b for a, b in renames.items() if b not in frame.columns})
+        for column in ADDED.get(v, {}).get(table, ()):
+            if column not in frame.columns:
+                frame = frame.assign(**{column: np.full(len(frame), np.nan)})
     return frame

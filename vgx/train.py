@@ -242,7 +242,7 @@ def train(cfg: DictConfig, run: RunDir) -> Outcome:
                 bar.set_postfix(loss=f"{loss.item():.4g}", refresh=False)
         bar.close()
     elapsed = time.perf_counter() - started
-    run.write_summary(summarise(run, outcome, elapsed))
+    run.write_summary({**summarise(run, outcome, elapsed), **data.sizes()})
     return outcome
 
 
