@@ -158,3 +158,12 @@ def test_time_table_of_a_current_run_keeps_hidden_grad_norm(tmp_path):
     time = read_run_metrics(run.path).time
     expected = np.tile(10.0 ** (np.arange(5) - 4.0), 2)
     assert time["hidden_grad_norm"].to_numpy() == pytest.approx(expected, rel=1e-6, abs=0)
+
+
+def test_conclusions_list_a_run_with_an_unreadable_config_as_not_diagnosed(tmp_path):
+    write_run(tmp_path / "sweep", "broken").config.write_text("act: [unclosed")
+    write_run(tmp_path / "sweep", "fine")
+    report = build_report(tmp_path / "sweep", tmp_path / "out", echo=False)
+    assert list(report.summary["status"]) == ["corrupt", "done"]  # still listed in the tables
+    assert [run.status for run in report.conclusions.runs] == ["done"]
+    assert report.conclusions.notes[0].startswith("not diagnosed: broken: unreadable config.yaml")
