@@ -11,7 +11,7 @@ LOG    := $(VENV)/install.log
 QUIET   = >>$(LOG) 2>&1 || { cat $(LOG); echo "make: installing failed; full output in $(LOG)"; exit 1; }
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test stress smoke lint format bench reproduce clean
+.PHONY: help venv demo test test-browser stress smoke lint format bench reproduce clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,6 +34,13 @@ demo: $(STAMP)  ## the headline sweep: MLP on digits, depth x activation, then t
 
 test: $(STAMP)  ## all tests
 	$(BIN)/pytest
+
+test-browser: $(STAMP)  ## render a report in headless chromium (installs Debian's chromium if missing)
+	@command -v chromium >/dev/null || { \
+	  log=$$(mktemp); \
+	  apt-get install -y -q chromium >$$log 2>&1 || { cat $$log; rm -f $$log; exit 1; }; \
+	  rm -f $$log; }
+	$(BIN)/pytest tests/test_browser.py -rs
 
 stress: $(STAMP)  ## overnight attacks (kill, two sweeps at once, dead worker): 2-round test, then 20 rounds
 	$(BIN)/pytest -m slow

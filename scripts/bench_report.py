@@ -65,6 +65,14 @@ def plan(runs: int) -> list[dict[str, object]]:
 MAGNITUDES = {1: np.float32, 2: np.float64}
 
 
+def zeros(rng: np.random.Generator, size: int, real: type, schema: int) -> dict[str, np.ndarray]:
+    """The zero-fraction columns as the schema version named them (version 1: `dead`)."""
+    fraction = rng.uniform(0, 0.1, size).astype(real)
+    if schema == 1:
+        return {"dead": fraction}
+    return {"zero_fraction": fraction, "dead_units": rng.uniform(0, 0.01, size).astype(real)}
+
+
 def write_run(job: tuple[Path, dict[str, object], int, int, int]) -> None:
     """One synthetic run: decades of vanishing that depend on act and init, noisy over steps."""
     root, keys, layers, steps, schema = job
@@ -111,7 +119,7 @@ def write_run(job: tuple[Path, dict[str, object], int, int, int]) -> None:
                     "act_mean": rng.normal(0, 0.1, step.size).astype(real),
                     "act_std": np.ones(step.size, real),
                     "saturated": rng.uniform(0, 0.2, step.size).astype(real),
-                    "dead": rng.uniform(0, 0.1, step.size).astype(real),
+                    **zeros(rng, step.size, real, schema),
                     "nonfinite": np.zeros(step.size, np.int64),
                 },
             )

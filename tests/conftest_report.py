@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import zlib
 from pathlib import Path
 from typing import Any
@@ -11,11 +12,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from vgx.schema import SCHEMA_VERSION
 from vgx.status import DONE
 from vgx.store import MetricsWriter, RunDir, atomic_write_text
 
 LAYER_COLUMNS = ("grad_norm", "grad_rms", "act_grad_norm", "weight_norm", "update_ratio")
-LAYER_COLUMNS += ("act_mean", "act_std", "saturated", "dead")
+LAYER_COLUMNS += ("act_mean", "act_std", "saturated", "zero_fraction", "dead_units")
 
 
 def base_config(**keys: Any) -> dict[str, Any]:
@@ -59,12 +61,14 @@ def write_run(
     recurrent: bool = False,
     chunk_rows: int = 7,
     status_fields: dict[str, Any] | None = None,
+    version: int = SCHEMA_VERSION,
     **keys: Any,
 ) -> RunDir:
     """A run directory with config.yaml, status.json, layers.csv, metrics chunks, summary.json.
 
     `grad` (steps × layers) fixes the weight-gradient norms; every other metric is derived from
-    it, so tests can recompute any table value from the Parquet files.
+    it, so tests can recompute any table value from the Parquet files. `version` 1 writes the
+    files as vgx did before schema versions (no schema_version, the zero fraction as `dead`).
     """
     config = base_config(**keys)
     run = RunDir(Path(root) / name)
@@ -74,6 +78,9 @@ def write_run(
     kinds = kinds or ["linear"] * n_layers
     atomic_write_text(run.config, yaml.safe_dump(config))
     run.write_status(status, config_hash="0" * 16, **(status_fields or {}))
+    if version == 1:
+        record = {k: v for k, v in run.read_status().items() if k != "schema_version"}
+        atomic_write_text(run.status_file, json.dumps(record))
     table = pd.DataFrame(
         {
             "layer": range(n_layers),
@@ -88,7 +95,7 @@ def write_run(
     with MetricsWriter(run.metrics_dir, chunk_rows=chunk_rows) as writer:
         for step in range(steps):
             g = grad[step].astype(np.float32)
-            writer.append("layers", _layer_rows(step, g))
+            writer.append("layers", _layer_rows(step, g, version))
             loss = 2.3 * 0.7**step
             writer.append("steps", {"step": [step], "loss": [loss], "grad_total_norm": [1.0],
                                     "nonfinite": [0]})  # fmt: skip
@@ -113,9 +120,11 @@ def write_run(
     return run
 
 
-def _layer_rows(step: int, grad: np.ndarray) -> dict[str, np.ndarray]:
+def _layer_rows(step: int, grad: np.ndarray, version: int) -> dict[str, np.ndarray]:
     n = grad.size
     f32 = np.float32
+    zeros = np.linspace(0.2, 0, n).astype(f32)
+    tail = {"dead": zeros} if version == 1 else {"zero_fraction": zeros, "dead_units": zeros / 4}
     return {
         "step": np.full(n, step, np.int64),
         "layer": np.arange(n, dtype=np.int32),
@@ -127,7 +136,7 @@ def _layer_rows(step: int, grad: np.ndarray) -> dict[str, np.ndarray]:
         "act_mean": np.full(n, 0.1, f32),
         "act_std": np.full(n, 1.0, f32),
         "saturated": np.linspace(0, 0.5, n).astype(f32) * (step + 1) / 10,
-        "dead": np.linspace(0.2, 0, n).astype(f32),
+        **tail,
         "nonfinite": np.zeros(n, np.int64),
     }
 

@@ -22,8 +22,8 @@ SAME_ACROSS_LAUNCHERS = [
     "act",
     "test_loss_final",
     "train_loss_final",
-    "vanishing_ratio_grad_init",
-    "vanishing_ratio_act_end",
+    "decades_lost_grad_init",
+    "decades_lost_act_end",
 ]
 
 

@@ -251,16 +251,28 @@ def test_saturated_counts_units_with_derivative_below_5_percent(
     probe = GradientProbe(model)
     train_step(model, probe, torch.tensor([inputs]))
     assert recorded(probe, "saturated")["0"] == pytest.approx(saturated)
-    assert np.isnan(recorded(probe, "dead")["0"])
+    assert np.isnan(recorded(probe, "zero_fraction")["0"])
 
 
 @pytest.mark.parametrize(("activation", "dead"), [(nn.ReLU(), 3 / 5), (nn.LeakyReLU(), 1 / 5)])
-def test_dead_counts_exact_zeros_of_relu_family(activation: nn.Module, dead: float) -> None:
+def test_zero_fraction_counts_exact_zeros_of_relu_family(
+    activation: nn.Module, dead: float
+) -> None:
     model = identity_layer_then(activation)
     probe = GradientProbe(model)
     train_step(model, probe, torch.tensor([[-2.0, -1.0, 0.0, 1.0, 3.0]]))
-    assert recorded(probe, "dead")["0"] == pytest.approx(dead)
+    assert recorded(probe, "zero_fraction")["0"] == pytest.approx(dead)
     assert np.isnan(recorded(probe, "saturated")["0"])
+
+
+def test_dead_units_counts_units_zero_for_every_example_of_the_batch() -> None:
+    model = identity_layer_then(nn.ReLU())
+    probe = GradientProbe(model)
+    # unit 0 is zero for both examples (dead); units 1-4 are zero for one example only
+    batch = torch.tensor([[-1.0, -2.0, 3.0, 0.0, 1.0], [-3.0, 1.0, -1.0, 2.0, -1.0]])
+    train_step(model, probe, batch)
+    assert recorded(probe, "dead_units")["0"] == pytest.approx(1 / 5)
+    assert recorded(probe, "zero_fraction")["0"] == pytest.approx(6 / 10)
 
 
 def test_act_mean_and_std_describe_the_following_activation_output() -> None:
@@ -290,7 +302,7 @@ def test_functional_activation_falls_back_to_the_layer_output() -> None:
     pre = model.fc(x).detach()
     assert recorded(probe, "act_mean")["fc"] == pytest.approx(float(pre.mean()), abs=1e-6)
     assert recorded(probe, "act_std")["fc"] == pytest.approx(float(pre.std(correction=0)))
-    assert np.isnan(recorded(probe, "dead")["fc"])
+    assert np.isnan(recorded(probe, "zero_fraction")["fc"])
 
 
 # -- recurrent layers --------------------------------------------------------------------------
@@ -414,7 +426,7 @@ def test_inplace_relu_and_residual_add_are_measured() -> None:
     for (column, name), grad in zip(checks, grads, strict=True):
         assert recorded(probe, column)[name] == pytest.approx(float(grad.norm()), rel=RTOL)
     dead = float((torch.relu(a) == 0).double().mean())
-    assert recorded(probe, "dead")["fc1"] == pytest.approx(dead)
+    assert recorded(probe, "zero_fraction")["fc1"] == pytest.approx(dead)
 
 
 def test_input_without_requires_grad_still_gets_act_grad_norm() -> None:
@@ -693,7 +705,8 @@ def test_metrics_writer_sink_writes_the_documented_parquet_schema(tmp_path) -> N
                 ["grad_norm", "grad_rms", "act_grad_norm", "weight_norm", "update_ratio"],
                 "float64",
             ),
-            **dict.fromkeys(["act_mean", "act_std", "saturated", "dead"], "float64"),
+            **dict.fromkeys(["act_mean", "act_std", "saturated", "zero_fraction"], "float64"),
+            "dead_units": "float64",
             "nonfinite": "int64",
         },
         "steps": {
@@ -788,5 +801,5 @@ def test_keep_step_records_an_unprobed_step_with_its_gradients_and_nan_activatio
     assert frames["steps"]["step"].tolist() == [0, 1]
     kept = frames["layers"][frames["layers"]["step"] == 1]
     assert kept["grad_norm"].tolist() == pytest.approx(expected, rel=1e-12, abs=0)
-    for column in ("act_grad_norm", "act_mean", "act_std", "dead"):
+    for column in ("act_grad_norm", "act_mean", "act_std", "zero_fraction", "dead_units"):
         assert kept[column].isna().all(), column

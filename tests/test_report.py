@@ -15,7 +15,7 @@ import pytest
 from tests.conftest_report import tree_digest, write_run
 from vgx.errors import VgxError
 from vgx.report import Report, build_report
-from vgx.report.tables import summary_frame, varying_keys
+from vgx.runs import summary_frame, varying_keys
 from vgx.store import RunDir
 from vgx.summary import SUMMARY_KEYS, gradient_summary
 
@@ -26,6 +26,7 @@ PLOTS = {
     "act_grad_vs_layer_final.png",
     "update_ratio_vs_layer.png",
     "loss.png",
+    "test_loss.png",
     "accuracy.png",
     "heatmap_grad_norm.png",
 }
@@ -117,7 +118,12 @@ def test_layers_csv_has_a_row_per_run_and_layer_with_only_the_varying_keys(repor
     assert list(layers.columns[:6]) == ["run", "act", "depth", "layer", "name", "kind"]
     assert "width" not in layers.columns
     for stat in ("init", "mean", "final"):
-        assert {f"grad_norm_{stat}", f"act_grad_norm_{stat}", f"dead_{stat}"} <= set(layers)
+        assert {
+            f"grad_norm_{stat}",
+            f"act_grad_norm_{stat}",
+            f"zero_fraction_{stat}",
+            f"dead_units_{stat}",
+        } <= set(layers)
 
 
 def test_layers_csv_mean_and_final_equal_a_recomputation_from_the_parquet_files(report, sweep):
@@ -126,7 +132,14 @@ def test_layers_csv_mean_and_final_equal_a_recomputation_from_the_parquet_files(
         last = raw[raw["step"] == raw["step"].max()].set_index("layer")
         mean = raw.groupby("layer").mean()
         rows = rows.set_index("layer")
-        for metric in ("grad_norm", "act_grad_norm", "update_ratio", "saturated", "dead"):
+        for metric in (
+            "grad_norm",
+            "act_grad_norm",
+            "update_ratio",
+            "saturated",
+            "zero_fraction",
+            "dead_units",
+        ):
             np.testing.assert_allclose(rows[f"{metric}_mean"], mean[metric], rtol=1e-6)
             np.testing.assert_allclose(rows[f"{metric}_final"], last[metric], rtol=1e-6)
 
@@ -155,7 +168,7 @@ def test_the_terminal_shows_varying_keys_and_key_metrics_but_not_constant_keys(p
     _, text, _ = printed
     header = next(line for line in text.splitlines() if "status" in line and "act" in line)
     assert header.split()[:3] == ["act", "depth", "status"]
-    assert "W_end" in header and "act_end" in header
+    assert "dW_lost" in header and "dh_lost" in header
     assert "width" not in header
 
 
@@ -212,3 +225,20 @@ def test_a_key_missing_in_some_runs_is_an_empty_cell_in_their_rows():
     summary = summary_frame(rows).set_index("run")
     assert summary.at["a", "norm"] == "batch"
     assert pd.isna(summary.at["b", "norm"])
+
+
+def test_a_sweep_over_seeds_gets_mean_and_spread_per_configuration(tmp_path):
+    for act in ("relu", "tanh"):
+        for seed in (0, 1, 2):
+            write_run(tmp_path, f"{act}-{seed}", act=act, seed=seed)
+    report = build_report(tmp_path, echo=False)
+    table = pd.read_csv(tmp_path / "report" / "summary_by_config.csv")
+    assert table["act"].tolist() == ["relu", "tanh"] and table["runs"].tolist() == [3, 3]
+    relu = report.summary[report.summary["act"] == "relu"]["decades_lost_act_init"]
+    row = table.set_index("act").loc["relu"]
+    assert row["decades_lost_act_init_mean"] == pytest.approx(relu.mean(), rel=1e-12, abs=0)
+    assert row["decades_lost_act_init_std"] == pytest.approx(relu.std(), rel=1e-12, abs=0)
+
+
+def test_a_sweep_without_seeds_gets_no_per_configuration_table(report):
+    assert "summary_by_config.csv" not in {p.name for p in report.paths}

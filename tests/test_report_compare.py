@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from matplotlib.collections import LineCollection
 
 from tests.conftest_report import write_run
 from vgx.errors import VgxError
 from vgx.report import Report, compare, sweep_labels
 from vgx.report.layout import choose_encoding
-from vgx.report.tables import varying_keys
+from vgx.report.plots import layer_profile
+from vgx.runs import varying_keys
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +67,11 @@ def test_compare_writes_its_tables_and_plots_in_the_output_directory(report):
     assert len(written) == 4
 
 
-def test_sweeps_are_put_side_by_side_as_panel_columns(report):
-    enc = choose_encoding(report.summary, report.varying, side_by_side="sweep")
-    assert enc.col == "sweep"
+def test_sweeps_are_line_styles_so_equal_key_values_share_a_panel(report):
+    enc = choose_encoding(report.summary, report.varying, line_style="sweep")
+    assert enc.style == "sweep"
     assert enc.color == "act"
+    assert "sweep" not in (enc.col, enc.row)
 
 
 def test_sweeps_with_the_same_directory_name_are_told_apart_by_their_parents():
@@ -89,3 +92,30 @@ def test_a_directory_without_runs_is_a_user_error_naming_it(sweeps, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(VgxError, match=r"^no run directories \(status.json\) below .*empty$"):
         compare([sweeps[0], tmp_path / "empty"], tmp_path / "out", echo=False)
+
+
+def test_values_from_different_sweeps_share_one_panel_per_depth(tmp_path):
+    for sweep, acts in (("one", ("sigmoid", "relu")), ("two", ("tanh", "gelu"))):
+        for act in acts:
+            for depth in (3, 5):
+                write_run(tmp_path / sweep, f"{act}-{depth}", act=act, depth=depth)
+    report = compare([tmp_path / "one", tmp_path / "two"], tmp_path / "out", echo=False)
+    enc = choose_encoding(report.summary, report.varying, line_style="sweep")
+    fig = layer_profile(report.layers, enc, "grad_norm", "init", "", ["sweep", "run"])
+    titled = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in titled] == ["depth=3", "depth=5"]
+    for ax in titled:
+        collections = [c for c in ax.collections if isinstance(c, LineCollection)]
+        assert {c.get_linestyle()[0][1] is None for c in collections} == {
+            True,
+            False,
+        }  # solid, dashed
+        assert len(collections) == 4  # sigmoid, relu (one), tanh, gelu (two)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert {"sweep=one", "sweep=two", "act=relu", "act=tanh"} <= set(labels)
+
+
+def test_a_value_has_the_same_colour_in_a_report_and_in_a_compare(report):
+    alone = choose_encoding(report.summary[report.summary["sweep"] == "plain"], ["act"])
+    together = choose_encoding(report.summary, report.varying, line_style="sweep")
+    assert dict(alone.palette)["relu"] == dict(together.palette)["relu"]

@@ -6,10 +6,12 @@ import base64
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.conftest_report import write_run
 from vgx.report import Report, build_report
+from vgx.store import RunDir
 
 INJECTED = "<script>alert(1)</script>"
 
@@ -20,14 +22,22 @@ class Page(HTMLParser):
     def __init__(self, text: str) -> None:
         super().__init__()
         self.tags: list[tuple[str, dict[str, str | None]]] = []
-        self.rows: list[tuple[str | None, list[str]]] = []  # (class, cell texts) of body rows
+        self.rows: list[tuple[str | None, list[str]]] = []  # (class, cells) of summary-table rows
         self.text: list[str] = []
         self._cell: list[str] | None = None
+        self._table: str | None = None  # class of the table being read
+        self.header_cells = 0  # of the summary table
         self.feed(text)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.append((tag, dict(attrs)))
-        if tag == "tr":
+        if tag == "table":
+            self._table = dict(attrs).get("class")
+        if self._table != "sortable":
+            return
+        if tag == "th":
+            self.header_cells += 1
+        elif tag == "tr":
             self.rows.append((dict(attrs).get("class"), []))
         elif tag == "td":
             self._cell = []
@@ -113,8 +123,9 @@ def test_runs_that_did_not_finish_are_marked_by_row_class_with_their_message(bui
 
 def test_rows_have_a_sortable_header_with_one_cell_per_column(built):
     _, page, _ = built
-    header = len(page.all("th"))
-    assert page.all("table")[0]["class"] == "sortable"
+    header = page.header_cells
+    sortable = [t for t in page.all("table") if t["class"] == "sortable"]
+    assert len(sortable) == 1
     assert all(len(cells) == header for _, cells in page.rows if cells)
 
 
@@ -140,3 +151,56 @@ def test_the_page_is_written_beside_the_tables(tmp_path: Path):
 def test_the_page_is_listed_with_the_files_the_report_wrote(built):
     report, _, _ = built
     assert report.paths[-1] == report.paths[0].parent / "index.html"
+
+
+# -- the page opens with what the sweep shows -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def experiment_page(tmp_path_factory: pytest.TempPathFactory) -> tuple[Report, str]:
+    """A he2015 sweep: the He run learns, the Xavier run is stuck at chance."""
+    root = tmp_path_factory.mktemp("he2015")
+    for init in ("he_normal", "xavier_normal"):
+        run = write_run(root, f"init={init}", init=init, experiment="he2015", depth=6)
+        run.write_summary({**run.read_summary(), "n_classes": 10})
+    stuck = RunDir(root / "init=xavier_normal").metrics_dir / "evals-00000.parquet"
+    pd.read_parquet(stuck).assign(accuracy=0.1).to_parquet(stuck)
+    report = build_report(root, echo=False)
+    return report, (root / "report" / "index.html").read_text(encoding="utf-8")
+
+
+def test_the_page_opens_with_the_conclusions_before_the_runs_table(experiment_page):
+    _, text = experiment_page
+    assert text.index('id="conclusions"') < text.index("<h2>Runs</h2>")
+    assert text.index("<h1>") < text.index('id="conclusions"')
+
+
+def test_a_run_that_did_not_train_is_named_in_the_conclusions(experiment_page):
+    report, text = experiment_page
+    conclusions = text.split('id="conclusions"', 1)[1].split("</section>", 1)[0]
+    assert "1 of 2 runs did not train" in conclusions
+    assert "init=xavier_normal" in conclusions.split("did not train", 1)[1].split("</li>", 1)[0]
+    assert [r.trained for r in report.conclusions.runs] == [True, False]
+
+
+def test_the_canned_experiment_verdict_is_in_the_conclusions(experiment_page):
+    report, text = experiment_page
+    assert report.conclusions.experiment is not None
+    conclusions = text.split('id="conclusions"', 1)[1].split("</section>", 1)[0]
+    assert "Experiment he2015:" in conclusions and "He et al. 2015" in conclusions
+
+
+def test_every_run_has_its_gradient_verdict_and_slopes_in_the_conclusions(experiment_page):
+    report, _ = experiment_page
+    for run in report.conclusions.runs:
+        assert run.at_init.startswith(("VANISHING", "EXPLODING", "healthy"))
+        assert run.measured_slope == run.measured_slope  # a number, not NaN
+
+
+def test_every_plot_has_a_sentence_saying_what_it_shows(built):
+    _, page, text = built
+    captions = text.split("<figcaption>")[1:]
+    assert len(captions) == len(page.all("img"))
+    for caption in captions:
+        sentence = caption.split('<span class="file">', 1)[0].strip()
+        assert sentence.endswith(".") and len(sentence.split()) >= 12

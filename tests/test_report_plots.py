@@ -8,15 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.collections import LineCollection
+from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.colors import LogNorm
 
 from tests.conftest_report import write_run
 from vgx.report import Report, build_report
-from vgx.report.collect import Heatmap
 from vgx.report.heatmap import heatmap_figure, pick
-from vgx.report.layout import Encoding, choose_encoding, fixed_settings
+from vgx.report.layout import Encoding, choose_encoding, colors, fixed_settings
 from vgx.report.plots import curves, layer_profile, time_profile
+from vgx.runs import Heatmap
 
 IDS = ["run"]
 
@@ -139,13 +139,15 @@ def test_gradient_through_time_has_a_log_y_axis_over_time_steps():
     assert fig.axes[0].get_xlabel() == "time step t (first → last input)"
 
 
-def test_heatmap_has_a_panel_per_run_on_one_log_colour_scale():
+def test_heatmap_gives_each_run_its_own_log_colour_scale_over_its_own_range():
     maps = [(f"run {i}", small_heatmap(scale=10.0**-i)) for i in range(3)]
     fig = heatmap_figure(maps, total=3, settings="model=mlp")
     images = [im for ax in fig.axes for im in ax.images]
     assert len(images) == 3
     assert all(isinstance(im.norm, LogNorm) for im in images)
-    assert len({(im.norm.vmin, im.norm.vmax) for im in images}) == 1
+    for (_, heat), im in zip(maps, images, strict=True):
+        values = heat.values[np.isfinite(heat.values) & (heat.values > 0)]
+        assert (im.norm.vmin, im.norm.vmax) == (values.min(), values.max())
     assert [ax.get_title() for ax in fig.axes if ax.images] == ["run 0", "run 1", "run 2"]
 
 
@@ -265,3 +267,70 @@ def layer_frame(runs: dict[str, list[float]]) -> pd.DataFrame:
 def small_heatmap(scale: float = 1.0) -> Heatmap:
     values = scale * 10.0 ** -np.arange(4.0)[:, None] * np.ones((4, 5))
     return Heatmap(steps=np.arange(5), layers=np.arange(4), values=values)
+
+
+# -- legibility whatever the range ----------------------------------------------------------------
+
+
+def test_panels_spanning_many_decades_get_their_own_y_range():
+    deep = layer_frame({"deep": list(10.0 ** -np.arange(20.0))[::-1]}).assign(depth=20)
+    shallow = layer_frame({"shallow": [0.1, 0.3, 1.0]}).assign(depth=2)
+    fig = layer_profile(pd.concat([deep, shallow]), Encoding(col="depth"), "grad_norm", "init",
+                        "", IDS)  # fmt: skip
+    low_shallow, low_deep = (ax.get_ylim()[0] for ax in panels(fig))  # depth 2, then 20
+    assert low_deep < 1e-18 and low_shallow > 0.05
+    assert "own y range" in fig.get_suptitle()
+
+
+def test_panels_within_a_few_decades_share_one_y_range():
+    runs = [layer_frame({name: values}).assign(depth=d)
+            for name, values, d in (("a", [1e-3, 1.0], 2), ("b", [0.1, 1.0], 4))]  # fmt: skip
+    fig = layer_profile(pd.concat(runs), Encoding(col="depth"), "grad_norm", "init", "", IDS)
+    assert len({ax.get_ylim() for ax in panels(fig)}) == 1
+
+
+def test_legend_entries_carry_a_dot_when_the_lines_mark_their_points():
+    fig = layer_profile(layer_frame({"a": [0.1, 1.0]}), Encoding(color="act"), "grad_norm",
+                        "init", "", IDS)  # fmt: skip
+    entry = fig.legends[0].legend_handles[0]
+    assert entry.get_marker() == "o"
+
+
+def test_update_ratio_legend_says_a_zero_is_an_update_too_small_for_a_float32_weight():
+    layers = layer_frame({"a": [0.0, 1e-3]}).rename(columns={"grad_norm_init": "update_ratio_mean"})
+    fig = layer_profile(layers, Encoding(color="act"), "update_ratio", "mean", "", IDS)
+    assert "0: the update was too small to change a float32 weight" in legend_labels(fig)
+
+
+def test_long_panel_titles_wrap_instead_of_running_into_the_next_panel():
+    names = ["x" * 30, "y" * 30]
+    layers = pd.concat(
+        [layer_frame({f"r{i}": [0.1, 1.0]}).assign(init=f"{n}_{n}") for i, n in enumerate(names)]
+    )
+    fig = layer_profile(layers, Encoding(col="init"), "grad_norm", "init", "", IDS)
+    assert all("\n" in ax.get_title() for ax in panels(fig))
+    assert text_problems(fig) == []
+
+
+def test_runs_of_several_seeds_are_one_mean_line_with_their_spread_as_a_band():
+    runs = [
+        layer_frame({f"s{seed}": [0.01 * (seed + 1), 1.0]}).assign(act="relu", seed=seed)
+        for seed in range(3)
+    ]
+    enc = Encoding(color="act", lines=("seed",), band=("seed",))
+    fig = layer_profile(pd.concat(runs), enc, "grad_norm", "init", "", IDS)
+    ax = fig.axes[0]
+    lines = [s for c in ax.collections if isinstance(c, LineCollection) for s in c.get_segments()]
+    bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert len(lines) == 1 and len(bands) == 1
+    geometric_mean = 10 ** np.mean(np.log10([0.01, 0.02, 0.03]))
+    assert lines[0][0, 1] == pytest.approx(geometric_mean, rel=1e-9, abs=0)
+    band = bands[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(0.01) and band.max() == pytest.approx(1.0)
+
+
+def test_a_value_keeps_its_colour_whatever_else_the_sweep_holds():
+    alone = colors(pd.Series(["relu", "sigmoid"]), "act")
+    mixed = colors(pd.Series(["tanh", "gelu", "relu", "elu"]), "act")
+    assert alone["relu"] == mixed["relu"]
+    assert len(set(mixed.values())) == 4

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest_report import tree_digest, write_run
 from vgx.report import Report, build_report
 from vgx.report import parallel as report_parallel
-from vgx.report.collect import read_run_metrics
+from vgx.runs import read_run_metrics
 from vgx.status import RUNNING
 from vgx.store import RunDir, chunk_files
 from vgx.summary import SUMMARY_KEYS, gradient_summary
@@ -79,7 +79,7 @@ def test_a_warning_line_is_printed_for_every_run_that_is_not_done(printed):
 
 def test_every_plot_is_still_written(printed):
     report, _, _ = printed
-    assert sum(p.suffix == ".png" for p in report.paths) == 8
+    assert sum(p.suffix == ".png" for p in report.paths) == 9
 
 
 def test_a_half_written_run_gets_its_gradient_summary_from_the_chunks_it_has(printed, messy):
@@ -103,7 +103,7 @@ def test_a_run_with_an_unreadable_status_file_still_has_its_config_and_metrics(p
     report, _, _ = printed
     row = rows(report).loc["corrupt-status"]
     assert "status.json" in row["message"]
-    assert row["model"] == "mlp" and not pd.isna(row["vanishing_ratio_grad_end"])
+    assert row["model"] == "mlp" and not pd.isna(row["decades_lost_grad_end"])
 
 
 def test_a_run_with_an_unreadable_summary_names_the_file(printed):
@@ -158,3 +158,12 @@ def test_time_table_of_a_current_run_keeps_hidden_grad_norm(tmp_path):
     time = read_run_metrics(run.path).time
     expected = np.tile(10.0 ** (np.arange(5) - 4.0), 2)
     assert time["hidden_grad_norm"].to_numpy() == pytest.approx(expected, rel=1e-6, abs=0)
+
+
+def test_conclusions_list_a_run_with_an_unreadable_config_as_not_diagnosed(tmp_path):
+    write_run(tmp_path / "sweep", "broken").config.write_text("act: [unclosed")
+    write_run(tmp_path / "sweep", "fine")
+    report = build_report(tmp_path / "sweep", tmp_path / "out", echo=False)
+    assert list(report.summary["status"]) == ["corrupt", "done"]  # still listed in the tables
+    assert [run.status for run in report.conclusions.runs] == ["done"]
+    assert report.conclusions.notes[0].startswith("not diagnosed: broken: unreadable config.yaml")

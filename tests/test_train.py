@@ -10,7 +10,7 @@ import torch
 
 from vgx.data import batches, load_dataset
 from vgx.models import build_model, fit_data
-from vgx.report.collect import read_run_metrics
+from vgx.runs import read_run_metrics
 from vgx.status import DIVERGED, DONE
 from vgx.store import RunDir
 from vgx.train import execute
@@ -68,5 +68,5 @@ def test_a_divergence_on_an_unprobed_step_stores_that_step_with_nan_activation_c
     assert 0 < at["nonfinite"].sum() <= steps.loc[diverged, "nonfinite"]
     assert not np.isfinite(at["grad_norm"]).any()
     assert np.isfinite(at["weight_norm"]).all()
-    for column in ("act_grad_norm", "act_mean", "act_std", "dead"):
+    for column in ("act_grad_norm", "act_mean", "act_std", "zero_fraction", "dead_units"):
         assert at[column].isna().all(), column

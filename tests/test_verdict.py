@@ -27,8 +27,8 @@ def frames(decades_per_layer: float, steps_to_half: float) -> tuple[pd.DataFrame
             "status": ["done"],
             "act": ["sigmoid"],
             "test_accuracy_final": [0.0891],
-            "vanishing_ratio_act_init": [decades_per_layer * (depth - 1)],
-            "vanishing_ratio_act_end": [-1.0],
+            "decades_lost_act_init": [-decades_per_layer * (depth - 1)],
+            "decades_lost_act_end": [1.0],
             "steps_to_half_loss": [steps_to_half],
             "predicted_slope": [-0.9],
         }

@@ -10,7 +10,7 @@ unlike ‖∂L/∂W‖ cannot hide vanishing behind activations that shrink in t
   non-finite: NaN or inf in a layer's activation or weight gradient.
 - saturated: more than SATURATED of a saturating activation's outputs have a derivative below 5%
   of its maximum (the probe's `saturated`); dead: more than DEAD of a ReLU layer's outputs are
-  exactly zero (about half is normal for ReLU).
+  exactly zero (`zero_fraction`; about half is normal for ReLU).
 - through time (RNN family): the first recurrent layer's ‖∂L/∂h_0‖ (the total derivative,
   through every later step and layer) VANISH_DECADES below (or above) ‖∂L/∂h_T−1‖.
 """
@@ -27,10 +27,11 @@ import numpy as np
 import pandas as pd
 from torch import Tensor, nn
 
-from vgx.experiments import fmt, sweep_tables
+from vgx.experiments import fmt, require_runs, tables_of
 from vgx.models import ACTIVATIONS, INITS, MODELS, Residual, resolve_init
 from vgx.probe import GradientProbe
 from vgx.probe.stats import RAW, activation_shape
+from vgx.runs import SWEEP, Sweep, load_sweep
 from vgx.summary import log10_ratio
 from vgx.theory import fit_slope, predicted_slope
 
@@ -182,8 +183,10 @@ def architecture_of(model: nn.Module, kinds: Iterable[str]) -> Architecture:
 
 
 def architecture_of_config(config: dict[str, Any]) -> Architecture:
-    """The building blocks a run config asks for (keys act, norm, skip, model)."""
-    shape = activation_shape(ACTIVATIONS[config.get("act", "relu")]()) or RAW
+    """The building blocks a run config asks for (keys act, norm, skip, model); a run whose
+    config could not be read (act missing or unknown) counts as plain layers."""
+    factory = ACTIVATIONS.get(str(config.get("act", "relu")))
+    shape = (activation_shape(factory()) if factory else None) or RAW
     model = config.get("model", "mlp")
     return Architecture(
         saturating=shape.saturation is not None,
@@ -249,7 +252,7 @@ def _layer_lines(layers: pd.DataFrame, keep: int = 4) -> str:
     """The per-layer table; long models show their first and last `keep` layers."""
     shown = layers if len(layers) <= 2 * keep + 1 else pd.concat([layers[:keep], layers[-keep:]])
     columns = ["layer", "name", "kind", "act_grad_norm", "decades", "grad_norm", "saturated"]
-    text = shown[[*columns, "dead", "finding"]].to_string(
+    text = shown[[*columns, "zero_fraction", "finding"]].to_string(
         index=False, float_format=lambda v: f"{v:.3g}", na_rep="-"
     )
     if len(shown) < len(layers):
@@ -264,8 +267,8 @@ def findings(
     config: Mapping[str, Any] | None = None,
 ) -> Diagnosis:
     """Diagnose one step's per-layer metrics (columns layer, name, kind, act_grad_norm,
-    grad_norm, saturated, dead) and, for recurrent models, ‖∂L/∂h_t‖ over time steps; `config`
-    (a run's) keeps remedies it already applies out."""
+    grad_norm, saturated, zero_fraction) and, for recurrent models, ‖∂L/∂h_t‖ over time steps;
+    `config` (a run's) keeps remedies it already applies out."""
     table = layers[layers["kind"] != NORM_KIND].sort_values("layer").reset_index(drop=True)
     if not len(table):
         empty = table.assign(decades=[], finding=[])
@@ -282,7 +285,7 @@ def findings(
         VANISHING: decades < -VANISH_DECADES,
         EXPLODING: decades > VANISH_DECADES,
         SATURATION: table["saturated"].to_numpy(np.float64) > SATURATED,
-        DEAD_UNITS: table["dead"].to_numpy(np.float64) > DEAD,
+        DEAD_UNITS: table["zero_fraction"].to_numpy(np.float64) > DEAD,
     }
     finding = [", ".join(p for p, mask in masks.items() if mask[i]) for i in range(len(table))]
     problems = [problem for problem, mask in masks.items() if mask.any()]
@@ -322,7 +325,8 @@ def _time_span(norms: np.ndarray | None) -> tuple[float | None, list[str]]:
             "‖∂L/∂h_t‖ was not recorded (a run written before schema version 2, or a fused layer "
             "with num_layers > 1): no verdict through time"
         ]
-    return log10_ratio(float(norms[0]), float(norms[-1])), []
+    # decades gained from the last step back to h_0: minus those lost (an exact 0 at h_0: −inf)
+    return -log10_ratio(float(norms[-1]), float(norms[0])), []
 
 
 def diagnose(model: nn.Module, batch: Any, loss_fn: Callable[..., Tensor]) -> Diagnosis:
@@ -430,17 +434,26 @@ class SweepDiagnosis:
 
 def diagnose_runs(path: Path) -> SweepDiagnosis:
     """Diagnose every run below `path` (a run or a sweep directory) from its recorded metrics."""
-    tables = sweep_tables(Path(path))
+    sweep = load_sweep(path)
+    require_runs(tables_of(sweep), path)  # one clear error when no run can be diagnosed
+    return diagnose_sweep(sweep, Path(path))
+
+
+def diagnose_sweep(sweep: Sweep, path: Path) -> SweepDiagnosis:
+    """Diagnose every run of a loaded sweep (vgx.runs) from its frames; a run whose config.yaml
+    could not be read is not diagnosed but listed in `left_out`."""
+    tables = tables_of(sweep)
     summary, layers, times = tables.summary, tables.layers, tables.times
-    varying = [k for k in tables.config_keys if _varies(summary[k])]
+    keys = list(tables.config_keys)
+    varying = [k for k in keys if _varies(summary[k])]
     runs = []
     for row in summary.to_dict("records"):
-        config = {k: row[k] for k in tables.config_keys}
+        config = {k: row[k] for k in keys}
         stages = {
             stage: findings(
-                _stage(layers[layers["run"] == row["run"]], stage),
+                _stage(_of_run(layers, row), stage),
                 architecture_of_config(config),
-                _time_norms(times[times["run"] == row["run"]], stage),
+                _time_norms(_of_run(times, row), stage),
                 config,
             )
             for stage in ("init", "final")
@@ -467,6 +480,14 @@ def main_text(path: Path) -> str:
     return str(diagnose_runs(path))
 
 
+def _of_run(frame: pd.DataFrame, row: Mapping[str, Any]) -> pd.DataFrame:
+    """The rows of a per-run frame that belong to the summary row's run (and sweep)."""
+    mask = frame["run"] == row["run"] if len(frame) else np.zeros(0, dtype=bool)
+    if SWEEP in frame.columns and len(frame):
+        mask &= frame[SWEEP] == row[SWEEP]
+    return frame[mask]
+
+
 def _varies(column: pd.Series) -> bool:
     return column.nunique(dropna=False) > 1
 
@@ -478,7 +499,7 @@ def _value_label(value: Any) -> str:
 
 def _stage(layers: pd.DataFrame, stage: str) -> pd.DataFrame:
     """A run's report layer rows as one step's metrics (`grad_norm_init` -> `grad_norm`)."""
-    metrics = ("act_grad_norm", "grad_norm", "saturated", "dead")
+    metrics = ("act_grad_norm", "grad_norm", "saturated", "zero_fraction")
     renamed = layers.rename(columns={f"{m}_{stage}": m for m in metrics})
     return renamed[["layer", "name", "kind", *metrics]]
 
@@ -492,7 +513,7 @@ def _rank(summary: pd.DataFrame, key: str, time_spans: dict[str, float | None]) 
     """Values of `key`, best first: higher mean test accuracy, then a smaller |ratio| at init."""
     frame = summary.assign(
         value=summary[key].map(_value_label),
-        ratio=summary["vanishing_ratio_act_init"].astype(float).abs(),
+        ratio=summary["decades_lost_act_init"].astype(float).abs(),
         time=[
             abs(time_spans[run] if time_spans[run] is not None else math.nan)
             for run in summary["run"]

@@ -23,7 +23,7 @@ import pandas as pd
 
 from vgx.errors import VgxError
 from vgx.registry import Registry
-from vgx.store import find_runs
+from vgx.runs import SWEEP, Sweep, load_sweep
 from vgx.theory import fit_slope, theory_summary
 
 CHANCE_LOSS = math.log(10)  # cross-entropy of a uniform guess over the 10 digit classes
@@ -182,13 +182,13 @@ def experiment(name: str, citation: str, expected: str) -> Callable[[Check], Che
 def _glorot2010(t: SweepTables) -> tuple[bool, str]:
     claims, inits = Claims(), ("default", "xavier_uniform")
     ratio = {
-        (act, init): t.value("vanishing_ratio_act_init", act=act, init=init)
+        (act, init): -t.value("decades_lost_act_init", act=act, init=init)
         for act in ("sigmoid", "tanh", "softsign")
         for init in inits
     }
     for act in ("tanh", "softsign"):
         standard, normalised = ratio[act, "default"], ratio[act, "xavier_uniform"]
-        theory = [t.theory(act=act, init=i)["predicted_vanishing_ratio_act"] for i in inits]
+        theory = [-t.theory(act=act, init=i)["predicted_decades_lost_act"] for i in inits]
         claims.add(
             standard < 0 and abs(normalised) <= abs(standard) / 2,
             f"{act}: log10(first/last ‖∂L/∂h‖) at init, standard → normalised "
@@ -253,9 +253,9 @@ def _he2015(t: SweepTables) -> tuple[bool, str]:
         claims.add(
             holds, f"{name}: final train loss {loss:.2f}, test accuracy {accuracy:.2f} ({need})"
         )
-    act = [t.value("vanishing_ratio_act_init", **run) for run in (he, xavier)]
-    weight = [t.value("vanishing_ratio_grad_init", **run) for run in (he, xavier)]
-    theory = [t.theory(**run)["predicted_vanishing_ratio_act"] for run in (he, xavier)]
+    act = [-t.value("decades_lost_act_init", **run) for run in (he, xavier)]
+    weight = [-t.value("decades_lost_grad_init", **run) for run in (he, xavier)]
+    theory = [-t.theory(**run)["predicted_decades_lost_act"] for run in (he, xavier)]
     claims.add(
         abs(act[0]) <= 1 and act[1] <= -3,
         f"log10(first/last ‖∂L/∂h‖) at init, he → xavier: {arrow(act)} (theory {arrow(theory)}); "
@@ -276,7 +276,7 @@ def _normalisation(t: SweepTables) -> tuple[bool, str]:
     claims, acts = Claims(), ("sigmoid", "tanh", "relu")
 
     def numbers(norm: str, skip: str) -> tuple[list[float], list[float]]:
-        ratios = [t.value("vanishing_ratio_act_init", act=a, norm=norm, skip=skip) for a in acts]
+        ratios = [-t.value("decades_lost_act_init", act=a, norm=norm, skip=skip) for a in acts]
         accuracy = [t.value("test_accuracy_final", act=a, norm=norm, skip=skip) for a in acts]
         return ratios, accuracy
 
@@ -378,8 +378,8 @@ def _he2016(t: SweepTables) -> tuple[bool, str]:
 def _init_scale(t: SweepTables) -> tuple[bool, str]:
     claims = Claims()
     stds = sorted(t.summary["init_std"].astype(float).unique())
-    ratios = [t.value("vanishing_ratio_act_init", init_std=s) for s in stds]
-    theory = [t.theory(init_std=s)["predicted_vanishing_ratio_act"] for s in stds]
+    ratios = [-t.value("decades_lost_act_init", init_std=s) for s in stds]
+    theory = [-t.theory(init_std=s)["predicted_decades_lost_act"] for s in stds]
     accuracy = [t.value("test_accuracy_final", init_std=s) for s in stds]
     width = float(t.summary["width"].iloc[0])
     critical = int(np.argmin([abs(s - 1 / math.sqrt(width)) for s in stds]))
@@ -575,37 +575,62 @@ def check_experiment(
 
 
 def sweep_tables(sweep_dir: Path) -> SweepTables:
-    """The tables of every run below `sweep_dir` (a run or a sweep), read from the runs' files."""
-    from vgx.report.collect import read_meta, read_run_metrics
+    """The tables of every run below `sweep_dir` (a run or a sweep), read by vgx.runs."""
+    return require_runs(tables_of(load_sweep(sweep_dir)), sweep_dir)
 
-    summaries, layers, times, keys, left_out = [], [], [], {}, []
-    for run in find_runs(Path(sweep_dir)):
-        meta = read_meta(run, Path(sweep_dir))
-        if not meta.config:  # unreadable or missing config.yaml: nothing to judge it by
-            left_out.append(f"{meta.run}: {'; '.join(meta.errors + meta.notes)}")
-            continue
-        metrics = read_run_metrics(run.path)
-        ids = {"run": meta.run}
-        summaries.append({**ids, "status": meta.record["status"], **meta.config, **metrics.row})
-        layers.append(metrics.layers.assign(**ids))
-        times.append(metrics.time.assign(**ids))
-        keys.update(dict.fromkeys(meta.config))
-    if not summaries:
-        why = f" with a readable config.yaml ({'; '.join(left_out)})" if left_out else ""
-        raise VgxError(f"no run directories (status.json){why} below {sweep_dir}")
-    tables = SweepTables(pd.DataFrame(summaries), pd.concat(layers), pd.concat(times), tuple(keys))
-    tables.left_out = left_out
+
+def tables_of(sweep: Sweep) -> SweepTables:
+    """A loaded sweep's frames as a check reads them. A run whose config.yaml could not be read
+    has nothing to judge it by: it is left out of the tables and listed in `left_out`."""
+    judged = [why is None for why in sweep.no_config]
+    summary = sweep.summary[judged].reset_index(drop=True)
+    tables = SweepTables(
+        summary,
+        _of_runs(sweep.layers, summary),
+        _of_runs(sweep.times, summary),
+        tuple(sweep.config_keys),
+    )
+    tables.left_out = [
+        f"{run}: {why}"
+        for run, why in zip(sweep.summary["run"], sweep.no_config, strict=True)
+        if why is not None
+    ]
     return tables
+
+
+def require_runs(tables: SweepTables, where: Path | str) -> SweepTables:
+    """`tables`, or one clear error when every run was left out."""
+    if not len(tables.summary):
+        why = (
+            f" with a readable config.yaml ({'; '.join(tables.left_out)})"
+            if tables.left_out
+            else ""
+        )
+        raise VgxError(f"no run directories (status.json){why} below {where}")
+    return tables
+
+
+def _of_runs(frame: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a per-run frame whose run (and sweep) is in `summary`."""
+    ids = [c for c in (SWEEP, "run") if c in summary.columns and c in frame.columns]
+    wanted = set(summary[ids].itertuples(index=False, name=None))
+    keep = [key in wanted for key in frame[ids].itertuples(index=False, name=None)]
+    return frame[keep].reset_index(drop=True) if len(frame) else frame
 
 
 def verdict_for_sweep(sweep_dir: Path) -> Verdict | None:
     """The verdict of the experiment a sweep ran (config key `experiment`); None if it ran none."""
-    tables = sweep_tables(sweep_dir)
+    return verdict_of(load_sweep(sweep_dir), str(sweep_dir))
+
+
+def verdict_of(sweep: Sweep, where: str) -> Verdict | None:
+    """The verdict of the experiment a loaded sweep ran; None if it ran none."""
+    tables = tables_of(sweep)
     names = set(tables.summary.get("experiment", pd.Series(dtype=object)).dropna()) - {""}
     if not names:
         return None
     if len(names) > 1:
-        raise VgxError(f"{sweep_dir} mixes experiments {sorted(names)}; check one at a time")
+        raise VgxError(f"{where} mixes experiments {sorted(names)}; check one at a time")
     return check_experiment(names.pop(), tables.summary, tables.layers, tables.times)
 
 

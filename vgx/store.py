@@ -26,6 +26,8 @@ from vgx.schema import SCHEMA_VERSION, upgrade, version_of
 from vgx.status import CORRUPT, RUN_STATES
 
 EVENT_FILES = "events.out.tfevents.*"  # TensorBoard's event files (vgx/tensorboard.py)
+UMASK = os.umask(0o022)  # read once at import (the only way to read it); restored on the next line
+os.umask(UMASK)
 MIN_FREE_BYTES = 64 << 10  # a tiny run's small files alone take ~20 KiB: below this, do not start
 
 
@@ -50,6 +52,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~UMASK)  # mkstemp makes 0600; run files are as open as `open` makes
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

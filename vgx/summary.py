@@ -13,13 +13,15 @@ import pandas as pd
 
 NORM_KIND = "norm"  # normalisation layers: their own kind, excluded from first/last layer
 
+NEAR_CHANCE = 2.0  # test accuracy below twice chance (0.2 of 10 classes): did not train
+LOSS_FALLEN = 0.9  # last training loss above 90% of the first: did not train
 SUMMARY_KEYS = (
-    "vanishing_ratio_grad_init",
-    "vanishing_ratio_grad_end",
-    "vanishing_ratio_act_init",
-    "vanishing_ratio_act_end",
-    "vanishing_ratio_time_init",
-    "vanishing_ratio_time_end",
+    "decades_lost_grad_init",
+    "decades_lost_grad_end",
+    "decades_lost_act_init",
+    "decades_lost_act_end",
+    "decades_lost_time_init",
+    "decades_lost_time_end",
     "min_grad_norm_init",
     "min_grad_norm_end",
     "steps_to_half_loss",
@@ -34,11 +36,13 @@ def gradient_summary(
 ) -> dict[str, float]:
     """One run's gradient numbers for summary tables (the keys of SUMMARY_KEYS).
 
-    `vanishing_ratio_*` is log10(first layer / last layer) at the first and last probed step, for
-    the weight gradient (`grad`) and the activation gradient (`act`): the weight ratio alone hides
-    uniform vanishing. `vanishing_ratio_time_*` is log10(‖∂L/∂h_0‖ / ‖∂L/∂h_T−1‖) of the first
-    recurrent layer (the `time` table's `hidden_grad_norm`), the vanishing through time. A value
-    of exactly 0 is a result (±inf), NaN means "not recorded".
+    `decades_lost_*` is log10(last layer / first layer) at the first and last probed step, for
+    the weight gradient (`grad`) and the activation gradient (`act`): 3 means the input layer's
+    gradient is 1000× weaker than the output layer's, negative means it grew (exploding). The
+    weight ratio alone hides uniform vanishing. `decades_lost_time_*` is
+    log10(‖∂L/∂h_T−1‖ / ‖∂L/∂h_0‖) of the first recurrent layer (the `time` table's
+    `hidden_grad_norm`), the decades lost through time. An exact 0 is a result (±inf), NaN "not
+    recorded".
     """
     first, last = _end_layers(layer_table)
     step, layer = _column(layers, "step"), _column(layers, "layer")
@@ -47,8 +51,8 @@ def gradient_summary(
         here = step == at
         for key, metric in (("grad", "grad_norm"), ("act", "act_grad_norm")):
             values = _column(layers, metric)
-            result[f"vanishing_ratio_{key}_{stage}"] = log10_ratio(
-                _pick(values, here & (layer == first)), _pick(values, here & (layer == last))
+            result[f"decades_lost_{key}_{stage}"] = log10_ratio(
+                _pick(values, here & (layer == last)), _pick(values, here & (layer == first))
             )
         result[f"min_grad_norm_{stage}"] = _nanmin(_column(layers, "grad_norm")[here])
     result.update(time_ratios(time))
@@ -56,29 +60,47 @@ def gradient_summary(
     return {key: result[key] for key in SUMMARY_KEYS}
 
 
-def log10_ratio(first: float, last: float) -> float:
-    """log10(first / last) where an underflowed 0 is a result (±inf) and NaN means missing."""
-    if math.isnan(first) or math.isnan(last):
+def log10_ratio(top: float, bottom: float) -> float:
+    """log10(top / bottom) where an underflowed 0 is a result (±inf) and NaN means missing."""
+    if math.isnan(top) or math.isnan(bottom):
         return math.nan
-    if first == 0:
-        return -math.inf
-    if last == 0:
+    if bottom == 0:  # first: when both underflowed, the gradient vanished
         return math.inf
-    if math.isinf(first) and math.isinf(last):
+    if top == 0:
+        return -math.inf
+    if math.isinf(top) and math.isinf(bottom):
         return math.nan
-    return math.log10(first) - math.log10(last)  # no division: float32 extremes would overflow
+    return math.log10(top) - math.log10(bottom)  # no division: float32 extremes would overflow
+
+
+def trained(
+    test_accuracy: float, n_classes: float, loss_first: float, loss_last: float
+) -> bool | None:
+    """Whether a run learned: False when its test accuracy stayed near chance (below NEAR_CHANCE
+    × 1/n_classes) or its training loss did not fall (last above LOSS_FALLEN × first); None when
+    neither can be told (no losses and no classes)."""
+    near_chance = (
+        test_accuracy < NEAR_CHANCE / n_classes
+        if n_classes > 1 and not math.isnan(test_accuracy)
+        else None
+    )
+    stuck = loss_last > LOSS_FALLEN * loss_first if math.isfinite(loss_first) else None
+    if near_chance is None and stuck is None:
+        return None
+    return not (near_chance or stuck or math.isnan(loss_last))
 
 
 def time_ratios(time: pd.DataFrame | None) -> dict[str, float]:
-    """vanishing_ratio_time_{init,end}: first over last time step of the first recurrent layer."""
-    ratios = dict.fromkeys(("vanishing_ratio_time_init", "vanishing_ratio_time_end"), math.nan)
+    """decades_lost_time_{init,end}: log10 of the last over the first time step's ‖∂L/∂h_t‖ of
+    the first recurrent layer."""
+    ratios = dict.fromkeys(("decades_lost_time_init", "decades_lost_time_end"), math.nan)
     if time is None or not len(time) or "hidden_grad_norm" not in time.columns:
         return ratios
     first = time[time["layer"] == time["layer"].min()]
     step = _column(first, "step")
     for stage, at in (("init", step.min()), ("end", step.max())):
         series = first[step == at].sort_values("t")["hidden_grad_norm"].to_numpy(np.float64)
-        ratios[f"vanishing_ratio_time_{stage}"] = log10_ratio(series[0], series[-1])
+        ratios[f"decades_lost_time_{stage}"] = log10_ratio(series[-1], series[0])
     return ratios
 
 

@@ -39,7 +39,7 @@ PANEL_EDGES = (0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 4.0, 10.0)  # N(0, 1) mass beyo
 NODES = 24
 Q_MIN, Q_MAX = 1e-12, 1e8  # lengths are clipped here: q* = 0 is evaluated as its limit q → 0⁺
 Q_GRID = np.logspace(math.log10(Q_MIN), math.log10(Q_MAX), 401)
-THEORY_KEYS = ("chi1", "q_star", "predicted_slope", "predicted_vanishing_ratio_act")
+THEORY_KEYS = ("chi1", "q_star", "predicted_slope", "predicted_decades_lost_act")
 MARGINAL = 1e-9  # |q_next/q − 1| below this: every q is a fixed point (ReLU at σ_w² = 2, σ_b² = 0)
 
 
@@ -259,9 +259,11 @@ def predicted_slope(cfg: Mapping[str, Any] | DictConfig, q0: float | None = None
 def theory_summary(
     cfg: Mapping[str, Any] | DictConfig, q0: float | None = None
 ) -> dict[str, float]:
-    """Columns for summary.csv: `chi1`, `q_star` (plain MLPs), `predicted_slope` (decades per
-    layer, output → input) and `predicted_vanishing_ratio_act` (log10 first/last layer,
-    comparable with `vanishing_ratio_act_init`); NaN where the theory does not apply."""
+    """Columns for summary.csv: `chi1`, `q_star` (plain MLPs: the fixed point q* of the length
+    map, the second moment of every layer's pre-activations deep in a wide net at init),
+    `predicted_slope` (decades per layer, output → input) and `predicted_decades_lost_act` (log10
+    last/first layer ‖∂L/∂h‖, comparable with `decades_lost_act_init`); NaN where the theory does
+    not apply."""
     inputs = _mlp_theory_inputs(cfg, q0)
     return dict.fromkeys(THEORY_KEYS, math.nan) if inputs is None else dict(_summary(*inputs))
 
@@ -273,7 +275,7 @@ def _summary(
     profile = _profile(skip, act, sigma_w2, sigma_b2, depth, start)
     predicted = {
         "predicted_slope": fit_slope(profile),
-        "predicted_vanishing_ratio_act": float(profile[0]),
+        "predicted_decades_lost_act": -float(profile[0]),
     }
     if skip != "none":  # the residual stream has no fixed point: its length grows every block
         return {"chi1": math.nan, "q_star": math.nan, **predicted}

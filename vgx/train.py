@@ -260,7 +260,7 @@ def train(
                 bar.set_postfix(loss=f"{loss.item():.4g}", refresh=False)
         bar.close()
     elapsed = time.perf_counter() - started
-    run.write_summary(summarise(run, outcome, elapsed))
+    run.write_summary({**summarise(run, outcome, elapsed), **data.sizes()})
     return outcome
 
 

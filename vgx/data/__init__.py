@@ -68,6 +68,12 @@ class Dataset:
         tail = output[:, -self.target_steps :]  # (B, target_steps, O)
         return tail[:, 0] if self.target_steps == 1 else tail
 
+    def sizes(self) -> dict[str, int]:
+        """What a run records of its data: examples actually used (digits: 1,438 train, 359
+        test, whatever n_train/n_test ask) and classes (0 for regression)."""
+        classes = 0 if self.regression else self.n_outputs
+        return {"n_train": len(self.x_train), "n_test": len(self.x_test), "n_classes": classes}
+
     def as_sequence(self) -> Dataset:
         """An image set read row by row: H steps of C·W pixels (digits: 8 steps of 8)."""
         if self.kind == SEQUENCE or self.image_shape is None:

@@ -22,14 +22,17 @@ contract of docs/run-directory.md):
   made the output (not a full backward hook), so in-place ops after the layer and inputs without
   requires_grad are fine. 0 when the output got no gradient, NaN when it was not part of a graph.
   With a scaled loss (AMP) pass `loss_scale` to capture().
-- `act_mean`, `act_std` (population std), `saturated`, `dead`: over all elements of the output of
+- `act_mean`, `act_std` (population std), `saturated`, `zero_fraction`, `dead_units`: over all
+  elements of the output of
   the first activation module (stats.ACTIVATIONS: Sigmoid, Tanh, ReLU, ...) that runs after
   the layer and before the next layer; else of the layer's own output as it stands when the next
   layer runs (functional activations, RNN hidden states). `saturated`: fraction of units whose
   derivative is below 5% of its maximum: sigmoid y(1−y) < 0.0125, tanh 1−y² < 0.05, softsign
-  (1−|y|)² < 0.05; NaN for activations that do not saturate and for raw layer outputs. `dead`:
-  fraction of exact zeros, for the ReLU family (ReLU, ReLU6, LeakyReLU, PReLU, RReLU: the leaky ones
-  measure ~0, they cannot die); NaN for other activations and for raw layer outputs. A NaN output
+  (1−|y|)² < 0.05; NaN for activations that do not saturate and for raw layer outputs.
+  `zero_fraction`: fraction of exact zeros, for the ReLU family (ReLU, ReLU6, LeakyReLU, PReLU,
+  RReLU: the leaky ones measure ~0, they cannot die; ~0.5 in a healthy ReLU layer);
+  `dead_units`: fraction of units (all output dimensions but the batch) that are zero for every
+  example of the batch; both NaN for other activations and for raw layer outputs. A NaN output
   makes act_mean and act_std NaN, which marks the layer for locate_nonfinite().
 - A module called several times per forward (shared layer, unrolled cell) is aggregated: squared
   norms add up over calls; activation statistics pool all elements of all calls.

@@ -32,7 +32,8 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "step": _I64,
         "layer": _I32,
         **dict.fromkeys(("grad_norm", "grad_rms", "act_grad_norm", "weight_norm"), _F64),
-        **dict.fromkeys(("update_ratio", "act_mean", "act_std", "saturated", "dead"), _F64),
+        **dict.fromkeys(("update_ratio", "act_mean", "act_std", "saturated"), _F64),
+        **dict.fromkeys(("zero_fraction", "dead_units"), _F64),
         "nonfinite": _I64,
     },
     "steps": {"step": _I64, "loss": _F64, "grad_total_norm": _F64, "nonfinite": _I64},
@@ -168,6 +169,8 @@ class Stats:
     numel: int
     gram: Tensor  # (2, 2) or (3, 3), float64
     extra: str | None  # "saturated", "dead" or None
+    units: int = 0  # "dead": units per example (all but the batch dimension)
+    dead_units: Tensor | None = None  # "dead": 0-d float64, units zero for every example
 
 
 def statistics(index: int, output: Tensor, shape: Shape, scratch: Scratch) -> Stats:
@@ -189,7 +192,16 @@ def statistics(index: int, output: Tensor, shape: Shape, scratch: Scratch) -> St
         F.threshold_(offset, bound, 0.0).sign_()  # 1 where |y − c| > bound, else 0
     elif shape.dead:
         torch.sign(rows[1], out=rows[2])
+        return Stats(index, y.numel(), torch.mm(rows, rows.T), extra, *dead_units(output))
     return Stats(index, y.numel(), torch.mm(rows, rows.T), extra)
+
+
+def dead_units(output: Tensor) -> tuple[int, Tensor]:
+    """Units (all dimensions but the first, the batch) that are zero for every example: dead in
+    the usual sense, unlike the zero fraction, which is about 0.5 in any healthy ReLU layer."""
+    per_example = output.detach().reshape(output.shape[0] if output.dim() > 1 else 1, -1)
+    alive = per_example.ne(0).any(0).sum(dtype=torch.float64)
+    return per_example.shape[1], per_example.shape[1] - alive
 
 
 def stack_record(record: Record) -> dict[str, Tensor]:
@@ -199,6 +211,9 @@ def stack_record(record: Record) -> dict[str, Tensor]:
         pieces["out_grads"] = torch.cat([values for _, _, values in record.grads])
     if record.stats:
         pieces["grams"] = torch.cat([s.gram.reshape(-1) for s in record.stats])
+        dead = [s.dead_units for s in record.stats if s.dead_units is not None]
+        if dead:
+            pieces["dead_units"] = torch.stack(dead)
     if record.hists:
         pieces["hist"] = torch.cat([counts for _, _, counts in record.hists])
     return pieces
@@ -248,7 +263,8 @@ def output_grad_metrics(
 def activation_metrics(
     record: Record, host: Mapping[str, np.ndarray], n_layers: int
 ) -> dict[str, np.ndarray]:
-    """act_mean, act_std, saturated, dead per layer, pooled over calls; plus act_nonfinite."""
+    """act_mean, act_std, saturated, zero_fraction, dead_units per layer, pooled over calls; plus
+    act_nonfinite."""
     layer = np.array([s.layer for s in record.stats], dtype=np.int64)
     count = np.array([s.numel for s in record.stats], dtype=_F64)
     sat, dead = (np.array([s.extra == e for s in record.stats]) for e in ("saturated", "dead"))
@@ -268,11 +284,14 @@ def activation_metrics(
         extra[counts] = counted  # saturated units, or nonzero ones
         saturated = per_layer(layer[sat], extra[sat])
         zeros = per_layer(layer[dead], count[dead] - extra[dead])
+        widths = np.array([s.units for s in record.stats], dtype=_F64)[dead]
+        never = host["dead_units"] if "dead_units" in host else np.zeros(0)
         return {
             "act_mean": mean,
             "act_std": np.sqrt(variance),
             "saturated": saturated / per_layer(layer[sat], count[sat]),
-            "dead": zeros / per_layer(layer[dead], count[dead]),
+            "zero_fraction": zeros / per_layer(layer[dead], count[dead]),
+            "dead_units": per_layer(layer[dead], never) / per_layer(layer[dead], widths),
             "act_nonfinite": ~np.isfinite(variance),
         }
 

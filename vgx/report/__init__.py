@@ -19,26 +19,18 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from vgx.errors import EnvironmentProblem, VgxError
-from vgx.report.collect import Heatmap, RunMeta, read_meta, read_run_metrics
+from vgx.report.conclusions import Conclusions, conclude
 from vgx.report.heatmap import heatmap_figure, pick
 from vgx.report.histogram_plots import histogram_figures
 from vgx.report.html import write_html
 from vgx.report.layout import choose_encoding, fixed_settings, label
 from vgx.report.parallel import mapper, render
 from vgx.report.plots import curves, layer_profile, time_profile
-from vgx.report.tables import (
-    SWEEP,
-    TERMINAL_LEGEND,
-    per_run_frame,
-    sort_runs,
-    summary_frame,
-    summary_row,
-    terminal_table,
-    varying_keys,
-)
+from vgx.report.tables import TERMINAL_LEGEND, by_configuration, seed_keys, terminal_table
 from vgx.report.theory_overlay import predicted_lines
+from vgx.runs import SWEEP, Heatmap, Sweep, find_sweep_runs, read_runs
 from vgx.status import DONE
-from vgx.store import find_runs, writable_dir
+from vgx.store import UMASK, writable_dir
 
 MAX_WARNINGS = 20  # warning lines printed; the rest are in summary.csv (status, message)
 
@@ -52,6 +44,7 @@ class Report:
     paths: list[Path] = field(default_factory=list)
     varying: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    conclusions: Conclusions | None = None
 
 
 def build_report(sweep_dir: Path, out_dir: Path | None = None, echo: bool = True) -> Report:
@@ -80,6 +73,7 @@ def _swapped_in(sources: list[tuple[str | None, Path]], out: Path, echo: bool) -
             raise VgxError(f"{'not a directory' if root.exists() else 'no such directory'}: {root}")
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    os.chmod(work, 0o777 & ~UMASK)  # mkdtemp makes 0700; a report is as open as mkdir makes it
     try:
         report = _report(sources, work, out)
         asides = _swap(work, out)
@@ -129,57 +123,57 @@ def _report(sources: list[tuple[str | None, Path]], work: Path, out: Path) -> Re
 
     A figure that cannot be drawn from what the runs hold is left out and listed, never raised.
     """
-    metas, varying = _sorted_metas(_read_metas(sources, out))
-    heat = pick(len(metas))
-    flags = [False] * len(metas)
-    for i in heat:
-        flags[i] = True
+    metas = find_sweep_runs(sources, exclude=out)
     with mapper(len(metas)) as map_:
-        metrics = list(map_(read_run_metrics, [m.path for _, m in metas], flags))
-        rows = [summary_row(m, r, sweep) for (sweep, m), r in zip(metas, metrics, strict=True)]
-        summary = summary_frame(rows)
-        frames = {
-            name: per_run_frame(summary, [getattr(r, name) for r in metrics], varying)
-            for name in ("layers", "loss", "accuracy", "time")
-        }
-        summary.to_csv(work / "summary.csv", index=False)
-        frames["layers"].to_csv(work / "layers.csv", index=False)
-        paths = [work / "summary.csv", work / "layers.csv"]
+        sweep = read_runs(metas, map_, heatmaps=pick)
+        summary, varying = sweep.summary, sweep.varying
+        paths = _write_tables(sweep, work)
         titles = [_run_title(row, varying) for _, row in summary.iterrows()]
+        heat = pick(len(summary))
         if len(heat) < len(summary):
             paths.append(work / "heatmap_left_out.txt")
-            left_out = [t for t, shown in zip(titles, flags, strict=True) if not shown]
-            paths[-1].write_text("".join(f"{t}\n" for t in left_out))
-        maps = [(titles[i], metrics[i].heatmap) for i in heat]
-        jobs = _figures(summary, frames, varying, maps)
+            shown = set(heat)
+            paths[-1].write_text("".join(f"{t}\n" for i, t in enumerate(titles) if i not in shown))
+        maps = [(titles[i], sweep.heatmaps[i]) for i in heat]
+        jobs = _figures(sweep, maps)
         pngs = [work / f"{name}.png" for name in jobs]
         drawn = list(
             map_(render, pngs, [b for b, _ in jobs.values()], [a for _, a in jobs.values()])
         )
     drawn += histogram_figures(work, [m.path for _, m in metas], titles)
     warnings = [
-        _warning(row, r.notes)
-        for (_, row), r in zip(summary.iterrows(), metrics, strict=True)
-        if row["status"] != DONE or r.notes
+        _warning(row, notes)
+        for (_, row), notes in zip(summary.iterrows(), sweep.notes, strict=True)
+        if row["status"] != DONE or notes
     ]
     warnings += [f"warning: not drawn: {d.path.name}: {d.error}" for d in drawn if d.error]
     paths += [d.path for d in drawn if not d.error]
-    report = Report(summary, frames["layers"], paths, varying, warnings)
-    report.paths.append(write_html(report, work, ", ".join(str(root) for _, root in sources)))
+    where = ", ".join(str(root) for _, root in sources)
+    conclusions = conclude(sweep, titles, Path(where))
+    report = Report(summary, sweep.layers, paths, varying, warnings, conclusions)
+    report.paths.append(write_html(report, work, where))
     return report
 
 
+def _write_tables(sweep: Sweep, out: Path) -> list[Path]:
+    """summary.csv, layers.csv and, when a seed varies, summary_by_config.csv."""
+    paths = [out / "summary.csv", out / "layers.csv"]
+    sweep.summary.to_csv(paths[0], index=False)
+    sweep.layers.to_csv(paths[1], index=False)
+    if seed_keys(sweep.varying):
+        paths.append(out / "summary_by_config.csv")
+        by_configuration(sweep.summary, sweep.varying).to_csv(paths[-1], index=False)
+    return paths
+
+
 def _figures(
-    summary: pd.DataFrame,
-    frames: dict[str, pd.DataFrame],
-    varying: list[str],
-    maps: list[tuple[str, Heatmap | None]],
+    sweep: Sweep, maps: list[tuple[str, Heatmap | None]]
 ) -> dict[str, tuple[Callable[..., Figure], tuple[Any, ...]]]:
     """Every plot of the report as a job: file name (without .png) -> (builder, its arguments)."""
+    summary, varying, layers = sweep.summary, sweep.varying, sweep.layers
     ids = [c for c in (SWEEP, "run") if c in summary.columns]
-    enc = choose_encoding(summary, varying, side_by_side=SWEEP)
+    enc = choose_encoding(summary, varying, line_style=SWEEP)
     settings = fixed_settings(summary, varying)
-    layers = frames["layers"]
     jobs: dict[str, tuple[Callable[..., Figure], tuple[Any, ...]]] = {}
     for stage in ("init", "final"):
         for metric, name in (("grad_norm", "grad"), ("act_grad_norm", "act_grad")):
@@ -189,9 +183,10 @@ def _figures(
             jobs[f"{name}_vs_layer_{stage}"] = (layer_profile, args)
     args = (layers, enc, "update_ratio", "mean", settings, ids)
     jobs["update_ratio_vs_layer"] = (layer_profile, args)
-    for curve in ("loss", "accuracy"):
-        jobs[curve] = (curves, (frames[curve], enc, curve, settings, ids))
-    time = frames["time"]
+    curve_data = {"loss": sweep.steps, "test_loss": sweep.evals, "accuracy": sweep.evals}
+    for curve, frame in curve_data.items():
+        jobs[curve] = (curves, (frame, enc, curve, settings, ids))
+    time = sweep.times
     for column, name in (("hidden_grad_norm", "time_grad"), ("cell_grad_norm", "time_cell")):
         if len(time) and time[column].notna().any():
             for stage in ("init", "final"):
@@ -199,37 +194,6 @@ def _figures(
                 jobs[f"{name}_{stage}"] = (time_profile, args)
     jobs["heatmap_grad_norm"] = (heatmap_figure, (maps, len(summary), settings))
     return jobs
-
-
-def _sorted_metas(
-    metas: list[tuple[str | None, RunMeta]],
-) -> tuple[list[tuple[str | None, RunMeta]], list[str]]:
-    """Runs in the order of their varying config keys, and those keys."""
-    skeleton = pd.DataFrame(
-        [{**({SWEEP: sweep} if sweep else {}), "run": m.run, **m.config} for sweep, m in metas]
-    )
-    # A run whose config.yaml could not be read says nothing about what varies (else one torn
-    # file would make every key "varying"); it is still listed, as corrupt.
-    varying = varying_keys(skeleton[[bool(m.config) for _, m in metas]])
-    order = sort_runs(skeleton.assign(_order=range(len(metas))), varying)["_order"]
-    return [metas[i] for i in order], varying
-
-
-def _read_metas(
-    sources: list[tuple[str | None, Path]], out: Path
-) -> list[tuple[str | None, RunMeta]]:
-    """The runs of every source directory (never those under the report directory)."""
-    metas = []
-    for sweep, root in sources:
-        runs = [r for r in find_runs(root) if not r.path.resolve().is_relative_to(out.resolve())]
-        if not runs:
-            raise VgxError(f"no run directories (status.json) below {root}")
-        for run in runs:  # a single run's own report (RUN_DIR/report) is where it belongs
-            inside = out.resolve().is_relative_to(run.path.resolve())
-            if inside and run.path.resolve() != root.resolve():
-                raise VgxError(f"the report directory {out} is inside the run directory {run.path}")
-        metas += [(sweep, read_meta(run, root)) for run in runs]
-    return metas
 
 
 def _run_title(row: pd.Series, varying: Sequence[str]) -> str:

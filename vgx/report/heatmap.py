@@ -10,13 +10,14 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
-from vgx.report.collect import Heatmap
 from vgx.report.layout import MAX_PANELS, MAX_SIDE, PANEL, figure_grid, wrap
+from vgx.runs import Heatmap
 
 ZERO_COLOR, INF_COLOR, MISSING_COLOR = "black", "red", "0.85"
-COLORBAR_WIDTH = 1.2  # inches right of the panels: the bar, its tick labels and its label
+COLORBAR_GAP = 1.1  # inches between panels: a panel's colour bar, its labels, the next y labels
+RIGHT_MARGIN = 0.7  # the last column's colour bar and its tick labels
 
 
 def pick(n_runs: int, limit: int = MAX_PANELS) -> list[int]:
@@ -27,13 +28,16 @@ def pick(n_runs: int, limit: int = MAX_PANELS) -> list[int]:
 
 
 def heatmap_figure(maps: Sequence[tuple[str, Heatmap | None]], total: int, settings: str) -> Figure:
-    """grad_norm per layer (y, input at the bottom) and step (x); black where exactly 0."""
+    """grad_norm per layer (y, input at the bottom) and step (x); black where exactly 0. Each
+    panel has its own log colour scale: on one shared scale a 40-decade sigmoid run leaves a
+    2-decade shallow run one flat colour."""
     ncols = min(MAX_SIDE, math.ceil(math.sqrt(len(maps))))
     nrows = math.ceil(len(maps) / ncols)
-    norm, cmap, special = _scale([m for _, m in maps if m is not None])
+    special = _special([m for _, m in maps if m is not None])
     title = _title(len(maps), total, settings, special)
-    fig, axes = figure_grid(nrows, ncols, title, side=COLORBAR_WIDTH, shared_y=False)
-    image = None
+    fig, axes = figure_grid(
+        nrows, ncols, title, side=RIGHT_MARGIN, shared_y=False, title_lines=2, gap=COLORBAR_GAP
+    )
     for index, ax in enumerate(axes.flat):
         if index >= len(maps):
             fig.delaxes(ax)
@@ -50,6 +54,7 @@ def heatmap_figure(maps: Sequence[tuple[str, Heatmap | None]], total: int, setti
             ax.set_xticks([])
             ax.set_yticks([])
             continue
+        norm, cmap = _scale(heat)
         image = ax.imshow(
             _displayable(heat.values, norm),
             aspect="auto",
@@ -60,23 +65,23 @@ def heatmap_figure(maps: Sequence[tuple[str, Heatmap | None]], total: int, setti
             cmap=cmap,
         )
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    if image is not None:
-        bar = fig.colorbar(image, cax=_colorbar_axes(fig), extend=_extend(special))
-        bar.set_label("‖∂L/∂W‖ (L2), log scale")
+        bar = fig.colorbar(image, cax=_colorbar_axes(fig, ax), extend=_extend(_special([heat])))
+        bar.ax.tick_params(labelsize=7)
+        bar.ax.yaxis.set_minor_formatter(NullFormatter())  # within a decade: 6 labels overlap
     return fig
 
 
-def _colorbar_axes(fig: Figure) -> Axes:
-    """A slim axes right of the panels, as tall as the panels (at most 4 inches)."""
-    params, width, height = fig.subplotpars, fig.get_figwidth(), fig.get_figheight()
-    tall = min(params.top - params.bottom, 4.0 / height)
-    return fig.add_axes((params.right + 0.2 / width, params.top - tall, 0.2 / width, tall))
+def _colorbar_axes(fig: Figure, ax: Axes) -> Axes:
+    """A slim axes right of the panel, as tall as it."""
+    box = ax.get_position()
+    width = fig.get_figwidth()
+    return fig.add_axes((box.x1 + 0.08 / width, box.y0, 0.12 / width, box.height))
 
 
-def _scale(maps: Sequence[Heatmap]) -> tuple[LogNorm, mpl.colors.Colormap, set[str]]:
-    """One log colour scale for all panels, and which special values occur (zero, inf, missing):
-    zeros get the 'under' colour, inf the 'over' one, NaN the 'bad' one."""
-    values = np.concatenate([m.values.ravel() for m in maps]) if maps else np.empty(0)
+def _scale(heat: Heatmap) -> tuple[LogNorm, mpl.colors.Colormap]:
+    """A run's own log colour scale: zeros get the 'under' colour, inf the 'over' one, NaN the
+    'bad' one."""
+    values = heat.values.ravel()
     positive = values[np.isfinite(values) & (values > 0)]
     low, high = (positive.min(), positive.max()) if positive.size else (1e-8, 1.0)
     if low == high:
@@ -84,12 +89,18 @@ def _scale(maps: Sequence[Heatmap]) -> tuple[LogNorm, mpl.colors.Colormap, set[s
     cmap = mpl.colormaps["viridis"].with_extremes(
         under=ZERO_COLOR, over=INF_COLOR, bad=MISSING_COLOR
     )
+    return LogNorm(low, high), cmap
+
+
+def _special(maps: Sequence[Heatmap]) -> set[str]:
+    """Which special values occur: zero, inf, missing."""
+    values = np.concatenate([m.values.ravel() for m in maps]) if maps else np.empty(0)
     found = {
         "zero": bool(np.any(values == 0)),
         "inf": bool(np.any(np.isposinf(values))),
         "missing": bool(np.any(np.isnan(values))),
     }
-    return LogNorm(low, high), cmap, {name for name, present in found.items() if present}
+    return {name for name, present in found.items() if present}
 
 
 def _displayable(values: np.ndarray, norm: LogNorm) -> np.ndarray:
@@ -119,7 +130,10 @@ def _extend(special: set[str]) -> str:
 
 
 def _title(shown: int, total: int, settings: str, special: set[str]) -> str:
-    lines = ["weight gradient per layer and step" + (f" — {settings}" if settings else "")]
+    lines = [
+        "weight gradient ‖∂L/∂W‖ per layer and step, log colour, each run its own scale"
+        + (f" — {settings}" if settings else "")
+    ]
     if shown < total:
         lines.append(
             f"{shown} of {total} runs shown, evenly spaced in sorted order "

@@ -14,23 +14,61 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from vgx.report.tables import SWEEP, TERMINAL_COLUMNS, TERMINAL_LEGEND
+from vgx.report.tables import TERMINAL_COLUMNS, TERMINAL_LEGEND
+from vgx.runs import SWEEP
 from vgx.status import DONE
 
 if TYPE_CHECKING:
     from vgx.report import Report
+    from vgx.report.conclusions import Conclusions
 
 PAGE = "index.html"
 # Plot sections, in page order: (title, file-name prefixes); unknown plots go to the last one.
 SECTIONS = (
     ("Gradient vs layer", ("grad_vs_layer", "act_grad_vs_layer", "update_ratio_vs_layer")),
     ("Heatmaps (layer × step)", ("heatmap",)),
-    ("Curves", ("loss", "accuracy")),
+    ("Curves", ("loss", "test_loss", "accuracy")),
     ("Over time steps (recurrent layers)", ("time_",)),
     ("Histograms (Glorot & Bengio 2010, Fig. 6/7)", ("hist_",)),
     ("Other plots", ("",)),
 )
-SHOWN_METRICS = (*TERMINAL_COLUMNS, "steps_done", "wall_time_s")
+SHOWN_METRICS = (
+    *TERMINAL_COLUMNS,
+    "measured_slope",
+    "predicted_slope",
+    "steps_done",
+    "wall_time_s",
+)
+# One sentence per plot (by file-name prefix, longest match first): what it shows, how to read it.
+CAPTIONS = {
+    "grad_vs_layer_init": "Weight gradient ‖∂L/∂W‖ of each layer at the first step, input on the "
+    "left: a line falling to the left means the early layers get decades less gradient "
+    "(vanishing), rising means exploding.",
+    "grad_vs_layer_final": "The same weight gradient per layer at the last step: compare with "
+    "the first step to see whether training repaired or worsened the imbalance.",
+    "act_grad_vs_layer_init": "Back-propagated gradient ‖∂L/∂h‖ of each layer's output at the "
+    "first step, with the mean-field prediction dashed: each decade a line falls to the left is a "
+    "factor of 10 lost on the way to the input.",
+    "act_grad_vs_layer_final": "The back-propagated gradient per layer at the last step: a flat "
+    "line means every layer receives a usable signal.",
+    "update_ratio_vs_layer": "How far each step moves a layer's weights relative to their size, "
+    "averaged over training: around 1e-3 is typical; far lower means the layer barely learns.",
+    "heatmap": "Weight gradient per layer (rows, input at the bottom) and training step "
+    "(columns), each run on its own log colour scale: a dark band at the bottom is vanishing that "
+    "persists through training.",
+    "loss": "Training loss per step (log scale): a line that stays flat near its start (2.3 for "
+    "10 classes) did not learn.",
+    "test_loss": "Loss on the held-out test set at each evaluation: it should fall with the "
+    "training loss; rising while training loss falls is overfitting.",
+    "accuracy": "Test accuracy at each evaluation: chance is 1/classes (0.1 for digits); a line "
+    "stuck there means the run did not train.",
+    "time_grad": "Recurrent models: the total gradient ‖∂L/∂h_t‖ of each time step's hidden "
+    "state (input steps on the left): a line falling to the left is vanishing through time.",
+    "time_cell": "LSTM models: the total gradient ‖∂L/∂c_t‖ of each time step's cell state: the "
+    "forget gate's path, flatter than ‖∂L/∂h_t‖ when the cell carries the gradient back.",
+    "hist_": "Distributions across units of one quantity per layer at a few steps (Glorot & "
+    "Bengio 2010): narrowing peaks toward the input layers show vanishing.",
+}
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
 h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
@@ -47,7 +85,11 @@ tr.invalid { background: #f3e6a6; } tr.interrupted, tr.running { background: #dd
 .legend, .note { color: #555; font-size: 12px; max-width: 70em; }
 figure { display: inline-block; margin: 0 1em 1em 0; vertical-align: top; }
 figure img { max-width: 100%; border: 1px solid #ddd; }
-figcaption { font-size: 12px; color: #555; }
+figcaption { font-size: 12px; color: #555; max-width: 60em; }
+figcaption .file { color: #999; }
+#conclusions ul { font-size: 15px; } #conclusions li { margin: 0.2em 0; }
+tr.not-trained td { background: #f8d0d0; }
+pre.verdict { background: #f4f4f4; padding: 0.5em; white-space: pre-wrap; max-width: 70em; }
 """
 # Click a header to sort by it (again: reverse); numbers (data-v) numerically, missing last.
 SCRIPT = """
@@ -76,6 +118,7 @@ def write_html(report: Report, out_dir: Path, title: str) -> Path:
     plots = [p for p in report.paths if p.suffix == ".png" and p.exists()]
     body = [
         f"<h1>vgx report: {_esc(title)}</h1>",
+        _conclusions(report.conclusions),
         _overview(report.summary, report.varying),
         _warnings(report.warnings),
         "<h2>Runs</h2>",
@@ -93,6 +136,52 @@ def write_html(report: Report, out_dir: Path, title: str) -> Path:
     path = Path(out_dir) / PAGE
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def _conclusions(conclusions: Conclusions | None) -> str:
+    """The page's opening: what the sweep shows in sentences, then the verdict of every run."""
+    if conclusions is None:
+        return ""
+    items = "".join(f"<li>{_esc(s)}</li>" for s in conclusions.sentences)
+    items += "".join(f'<li class="note">{_esc(n)}</li>' for n in conclusions.notes)
+    parts = [f'<section id="conclusions">\n<h2>Conclusions</h2>\n<ul>{items}</ul>']
+    if conclusions.experiment is not None:
+        parts.append(f'<pre class="verdict">{_esc(conclusions.experiment)}</pre>')
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("run", "status", "trained", "test accuracy", "gradients at init",
+                  "gradients at the end", "slope measured", "slope predicted")
+    )  # fmt: skip
+    rows = [
+        f'<tr class="{"not-trained" if r.trained is False else "trained"}">'
+        f'<td class="text">{_esc(r.title)}</td><td class="text">{_esc(r.status)}</td>'
+        f'<td class="text">{_trained_word(r.trained)}</td><td>{_num(r.accuracy, ".2f")}</td>'
+        f'<td class="message">{_esc(r.at_init)}</td><td class="message">{_esc(r.at_end)}</td>'
+        f"<td>{_num(r.measured_slope, '+.2f')}</td><td>{_num(r.predicted_slope, '+.2f')}</td></tr>"
+        for r in conclusions.runs
+    ]
+    parts.append(
+        f'<div class="scroll"><table class="verdicts"><thead><tr>{head}</tr></thead>\n<tbody>'
+        + "\n".join(rows)
+        + "</tbody></table></div>"
+    )
+    parts.append(
+        '<p class="legend">Verdicts by vgx.diagnosis from ‖∂L/∂h‖, the gradient reaching each '
+        "layer's output: vanishing/exploding when a layer is more than 2 decades below/above the "
+        "output layer. Trained: test accuracy above twice chance and training loss below 90% of "
+        "its start. Slopes: decades per layer from the output toward the input at the first step "
+        "(negative: vanishing), measured by a least-squares fit and predicted by mean-field "
+        "theory (plain MLPs only).</p>\n</section>"
+    )
+    return "\n".join(parts)
+
+
+def _trained_word(trained: bool | None) -> str:
+    return {True: "yes", False: "NO"}.get(trained, "?") if trained is not None else "?"
+
+
+def _num(value: float, spec: str) -> str:
+    return "" if value != value else _esc(format(value, spec))  # NaN: empty
 
 
 def _overview(summary: pd.DataFrame, varying: Sequence[str]) -> str:
@@ -169,8 +258,15 @@ def _figure(path: Path) -> str:
     name = _esc(path.name)
     return (
         f'<figure><img src="data:image/png;base64,{data}" alt="{name}">'
-        f"<figcaption>{name}</figcaption></figure>"
+        f'<figcaption>{_esc(caption(path.stem))} <span class="file">({name})</span>'
+        "</figcaption></figure>"
     )
+
+
+def caption(stem: str) -> str:
+    """The one-sentence caption of a plot, by the longest matching file-name prefix."""
+    prefixes = sorted((p for p in CAPTIONS if stem.startswith(p)), key=len, reverse=True)
+    return CAPTIONS[prefixes[0]] if prefixes else ""
 
 
 def _is_text(column: pd.Series) -> bool:

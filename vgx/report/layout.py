@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from vgx.report.tables import sort_key
+from vgx.runs import sort_key
 
 MAX_PANELS = 36  # 6 × 6: beyond this a panel is too small to read
 MAX_SIDE = 6
@@ -23,6 +24,8 @@ LEFT, BOTTOM = 0.9, 0.55  # y tick labels and y label; x tick labels and x label
 ROW_GAP = 0.95  # between panel rows: x tick labels, x label, the next panel's title
 INNER_GAP, TICKS_GAP = 0.2, 0.55  # between columns: shared y (no tick labels), own y tick labels
 TOP_PAD, TITLE_LINE, PANEL_TITLE = 0.2, 0.2, 0.3
+PANEL_TITLE_LINE = 0.17  # each further line of a wrapped panel title (9 pt)
+PANEL_TITLE_CHARS = 40  # characters of a 9-pt panel title that fit a panel's width
 RIGHT_PAD, CHAR_WIDTH = 0.25, 0.065  # legend: width per character of the longest label
 # Settings worth naming in a title when every run shares them (the rest are in config.yaml).
 TITLE_KEYS = (
@@ -40,15 +43,30 @@ TITLE_KEYS = (
 )
 
 
+# Qualitative colours for named values: a value's colour is its place in its registry (act=relu
+# is the same colour in every report and compare); tab10, then Dark2 and Set1 for long registries.
+QUALITATIVE = (
+    *mpl.colormaps["tab10"].colors,
+    *mpl.colormaps["Dark2"].colors,
+    *mpl.colormaps["Set1"].colors,
+)
+LINE_STYLES = ("-", "--", ":", "-.")  # the sweeps of a compare, in order
+
+
 @dataclass(frozen=True)
 class Encoding:
-    """Varying keys drawn as colour, panel column, panel row; `lines` are further keys (seeds)
-    whose runs are drawn as separate lines of the same colour."""
+    """Varying keys drawn as colour, line style, panel column, panel row; `lines` are further
+    keys whose runs are drawn as separate lines of the same colour, and `band` the seed keys
+    among them: their runs are drawn as one mean line with the spread as a band. `palette` maps
+    each displayed colour value to its colour (decided once, the same in every figure)."""
 
     color: str | None = None
     col: str | None = None
     row: str | None = None
     lines: tuple[str, ...] = ()
+    style: str | None = None
+    band: tuple[str, ...] = ()
+    palette: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,22 +88,22 @@ class Grid:
 
 
 def choose_encoding(
-    summary: pd.DataFrame, varying: Sequence[str], side_by_side: str | None = None
+    summary: pd.DataFrame, varying: Sequence[str], line_style: str | None = None
 ) -> Encoding:
-    """Colour by the categorical key with the fewest values; facet by the next two (the
-    `side_by_side` key, if varying, always as columns); replicate keys (`*seed`) stay lines."""
+    """Colour by the categorical key with the fewest values; the `line_style` key (the sweep of
+    a compare), if varying, as line styles, so equal values of different sweeps share a panel;
+    facet by the next two keys; replicate keys (`*seed`) become a band around the mean."""
     replicates = tuple(k for k in varying if k.rsplit(".", 1)[-1] == "seed")
-    keys = [k for k in varying if k not in replicates]
+    style = line_style if line_style in varying else None
+    keys = [k for k in varying if k not in replicates and k != style]
     count = {k: summary[k].nunique(dropna=False) for k in keys}
-    first = [side_by_side] if side_by_side in keys else []
-    rest = sorted(
-        (k for k in keys if k not in first),
-        key=lambda k: (pd.api.types.is_numeric_dtype(summary[k]), count[k]),
-    )
+    rest = sorted(keys, key=lambda k: (pd.api.types.is_numeric_dtype(summary[k]), count[k]))
     color, others = (rest[0], rest[1:]) if rest else (None, [])
-    facets = first + sorted(others, key=lambda k: count[k], reverse=True)[: 2 - len(first)]
+    facets = sorted(others, key=lambda k: count[k], reverse=True)[:2]
     col, row = [*facets, None, None][:2]
-    return Encoding(color, col, row, replicates + tuple(k for k in others if k not in facets))
+    palette = tuple(colors(summary[color], color).items()) if color else ()
+    lines = replicates + tuple(k for k in others if k not in facets)
+    return Encoding(color, col, row, lines, style, replicates, palette)
 
 
 def grid(data: pd.DataFrame, enc: Encoding) -> Grid:
@@ -129,14 +147,33 @@ def ordered_values(column: pd.Series) -> list[Any]:
     return values.sort_values(key=sort_key, na_position="last").tolist()
 
 
-def colors(column: pd.Series) -> dict[Any, Any]:
-    """A colour per displayed value: qualitative for names, an ordered colormap for numbers."""
+def colors(column: pd.Series, key: str | None = None) -> dict[Any, Any]:
+    """A colour per displayed value: the same for a value in every figure (its registry index,
+    else a hash of key=value) for names; an ordered colormap for numbers."""
     values = ordered_values(column)
     if pd.api.types.is_numeric_dtype(column) and len(values) > 1:
         cmap = mpl.colormaps["viridis"]
         return {format_value(v): cmap(0.9 * i / (len(values) - 1)) for i, v in enumerate(values)}
-    cycle = mpl.colormaps["tab10"].colors
-    return {format_value(v): cycle[i % len(cycle)] for i, v in enumerate(values)}
+    names = registry_names(key)
+    return {format_value(v): QUALITATIVE[_slot(key, v, names)] for v in values}
+
+
+def registry_names(key: str | None) -> list[str]:
+    """The registered choices of a config key in registry order ([] for other keys)."""
+    from vgx.data import DATASETS
+    from vgx.models import ACTIVATIONS, INITS, MODELS, NORMS, RECURRENT_INITS, SKIPS
+    from vgx.optim import OPTIMIZERS
+
+    registries = (ACTIVATIONS, INITS, MODELS, NORMS, RECURRENT_INITS, SKIPS, DATASETS, OPTIMIZERS)
+    return next((list(r) for r in registries if r.key == key), [])
+
+
+def _slot(key: str | None, value: Any, names: list[str]) -> int:
+    """A value's palette index: its registry position, else a hash of `key=value`."""
+    shown = format_value(value)
+    if shown in names:
+        return names.index(shown) % len(QUALITATIVE)
+    return zlib.crc32(f"{key}={shown}".encode()) % len(QUALITATIVE)
 
 
 def label(key: str, value: Any) -> str:
@@ -170,17 +207,26 @@ def wrap(text: str, width_inches: float) -> str:
 
 
 def figure_grid(
-    nrows: int, ncols: int, title: str, side: float = 0.0, shared_y: bool = True
+    nrows: int,
+    ncols: int,
+    title: str,
+    side: float = 0.0,
+    shared_y: bool = True,
+    title_lines: int = 1,
+    gap: float | None = None,
 ) -> tuple[Figure, np.ndarray]:
     """nrows × ncols panels of fixed size with margins in inches and `side` inches on the right
-    (legend, colour bar). Fixed margins instead of constrained layout: a 36-panel figure renders
-    several times faster, and nothing overlaps because every text has its reserved space."""
+    (legend, colour bar); `title_lines`: lines of the longest panel title; `gap`: inches between
+    columns (default: by shared_y). Fixed margins instead of constrained layout: a 36-panel figure
+    renders several times faster, and nothing overlaps because every text has its reserved space."""
     right = RIGHT_PAD + side
-    wspace = INNER_GAP if shared_y else TICKS_GAP
+    wspace = gap if gap is not None else INNER_GAP if shared_y else TICKS_GAP
+    extra = PANEL_TITLE_LINE * (title_lines - 1)  # wrapped panel titles
+    row_gap = ROW_GAP + extra
     width = LEFT + ncols * PANEL[0] + (ncols - 1) * wspace + right
-    body = BOTTOM + nrows * PANEL[1] + (nrows - 1) * ROW_GAP
+    body = BOTTOM + nrows * PANEL[1] + (nrows - 1) * row_gap
     text = wrap(title, width)
-    top = TOP_PAD + TITLE_LINE * (text.count("\n") + 1) + PANEL_TITLE
+    top = TOP_PAD + TITLE_LINE * (text.count("\n") + 1) + PANEL_TITLE + extra
     height = body + top
     fig = Figure(figsize=(width, height))
     fig.subplots_adjust(
@@ -189,7 +235,7 @@ def figure_grid(
         bottom=BOTTOM / height,
         top=1 - top / height,
         wspace=wspace / PANEL[0],
-        hspace=ROW_GAP / PANEL[1],
+        hspace=row_gap / PANEL[1],
     )
     axes = fig.subplots(nrows, ncols, squeeze=False)
     if shared_y:  # the caller gives every panel the same y range: one column of y tick labels
@@ -197,6 +243,11 @@ def figure_grid(
             ax.tick_params(which="both", labelleft=False)
     fig.suptitle(text, y=1 - TOP_PAD / 2 / height, va="top", fontsize=10)
     return fig, axes
+
+
+def panel_title(text: str) -> str:
+    """A panel title wrapped to the panel's width (long titles would run into the next one)."""
+    return textwrap.fill(text, PANEL_TITLE_CHARS, break_on_hyphens=False)
 
 
 def legend_width(labels: Sequence[str]) -> float:

@@ -16,9 +16,11 @@ from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 
 from vgx.report.layout import (
+    LINE_STYLES,
     Encoding,
     Grid,
     colors,
@@ -27,6 +29,8 @@ from vgx.report.layout import (
     grid,
     legend_anchor,
     legend_width,
+    ordered_values,
+    panel_title,
     select,
 )
 
@@ -44,13 +48,20 @@ METRICS = {  # layers.csv metric -> (what it is, axis label with units)
     "act_grad_norm": ("activation gradient", "‖∂L/∂a‖ (L2, layer output)"),
     "update_ratio": ("learning speed", "‖ΔW‖ / ‖W‖ per step"),
 }
+ZERO_MEANS = {  # what an exact 0 of a metric says, where it is not an underflowed gradient
+    "update_ratio": "0: the update was too small to change a float32 weight",
+}
 STAGES = {
     "init": "at the first step",
     "mean": "averaged over training",
     "final": "at the last step",
 }
 LINE = "_line"  # column numbering the runs of a figure's data
+LOW, HIGH = "_low", "_high"  # the band's edges when runs of several seeds make one line
 MANY_DECADES = 3  # log axes spanning more: a tick every few decades, no minor ticks
+# A figure whose values span more decades than this gets a y range per panel when a panel's own
+# span is under half of it: a 40-decade sigmoid panel would flatten a 3-decade ReLU panel.
+OWN_RANGE_DECADES = 6
 PLAIN = FuncFormatter(lambda value, _: f"{value:.3g}")
 MARKERS_UP_TO = 30  # points per line: below this, points are marked (few layers, few evals)
 
@@ -66,6 +77,7 @@ class Lines:
     title: str
     logy: bool = True
     integer_x: bool = False
+    zero_means: str = "exactly 0 (underflow in the model)"  # the legend entry of the marks for 0
 
 
 def layer_profile(
@@ -86,14 +98,16 @@ def layer_profile(
         ylabel=unit,
         title=f"{what} per layer, {STAGES[stage]}",
         integer_x=True,
+        zero_means=ZERO_MEANS.get(metric, Lines.zero_means),
     )
     return line_grid(layers, enc, spec, settings, ids, overlay)
 
 
 def curves(frame: pd.DataFrame, enc: Encoding, y: str, settings: str, ids: Sequence[str]) -> Figure:
-    """Training loss (log y) or held-out accuracy vs step, one line per run."""
+    """Training loss, test loss (log y) or test accuracy vs step, one line per run."""
     spec = {
         "loss": Lines("step", "loss", STEP_AXIS, "training loss", "training loss"),
+        "test_loss": Lines("step", "loss", STEP_AXIS, "test loss", "test loss (held-out set)"),
         "accuracy": Lines(
             "step", "accuracy", STEP_AXIS, "test accuracy (fraction)", "test accuracy", logy=False
         ),
@@ -137,29 +151,43 @@ def line_grid(
     ids: Sequence[str],
     overlay: Overlay | None = None,
 ) -> Figure:
-    """The shared engine: facets from `enc`, a line per run (`ids`), masked zeros marked.
+    """The shared engine: facets from `enc`, a line per run (`ids`) or per configuration with a
+    band over seeds (`enc.band`), masked zeros marked.
 
-    All panels get the same y range (set once, not through shared axes, whose linked
-    autoscaling costs seconds at 36 panels)."""
+    Panels share one y range (set once, not through shared axes, whose linked autoscaling costs
+    seconds at 36 panels) unless the values span too many decades for one (OWN_RANGE_DECADES)."""
     data = data.sort_values([*ids, spec.x])  # once: panels and colours keep this order
+    if enc.band:
+        data = _over_seeds(data, enc, spec)
+        ids = [k for k in _configuration(enc) if k in data.columns]
     data = data.assign(**{LINE: data.groupby(list(ids), sort=False, dropna=False).ngroup()})
     layout = grid(data, enc)
-    palette = colors(data[enc.color]) if enc.color else {format_value(None): "tab:blue"}
-    handles = _legend_handles(enc, palette, _unplottable(data[spec.y], spec.logy))
+    palette = (
+        (dict(enc.palette) or colors(data[enc.color], enc.color))
+        if enc.color
+        else {format_value(None): "tab:blue"}
+    )
+    styles = _styles(data, enc)
+    marked = _marked(data, spec)
+    marks = _unplottable(data[spec.y], spec.logy)
+    handles = _legend_handles(enc, palette, styles, marks, marked, spec)
+    ranges = _ranges(data, layout, spec)
+    titles = [panel_title(p.title) for p in layout.panels]
     fig, axes = figure_grid(
         layout.nrows,
         layout.ncols,
-        _title(spec, settings, enc, layout),
+        _title(spec, settings, enc, layout, own=len(set(ranges)) > 1),
         side=legend_width([h.get_label() for h in handles]),
+        shared_y=len(set(ranges)) == 1,
+        title_lines=max((t.count("\n") + 1 for t in titles), default=1),
     )
-    ylim = _range(data[spec.y].to_numpy(dtype=np.float64), spec.logy)
-    for panel in layout.panels:
+    for panel, title, ylim in zip(layout.panels, titles, ranges, strict=True):
         ax = axes[panel.row, panel.col]
         rows = select(data, panel.match)
-        _draw_panel(ax, rows, enc, spec, palette, ylim)
-        ax.set_title(panel.title, fontsize=9, y=1.0, pad=4)  # fixed y: no costly auto-placement
+        _draw_panel(ax, rows, enc, spec, palette, styles, ylim, marked)
+        ax.set_title(title, fontsize=9, y=1.0, pad=4)  # fixed y: no costly auto-placement
         if overlay is not None and len(rows):
-            overlay(ax, rows.drop(columns=LINE))
+            overlay(ax, rows.drop(columns=[LINE, LOW, HIGH], errors="ignore"))
         ax.set_xlim(_range(rows[spec.x].to_numpy(dtype=np.float64), log=False))
         ax.set_ylim(ylim)
     _finish_axes(fig, axes, layout, spec)
@@ -170,34 +198,97 @@ def line_grid(
     return fig
 
 
+def _configuration(enc: Encoding) -> list[str]:
+    """The keys that tell configurations apart (every encoded key but the seeds)."""
+    keys = (enc.color, enc.style, enc.col, enc.row, *enc.lines)
+    return [k for k in dict.fromkeys(keys) if k is not None and k not in enc.band]
+
+
+def _over_seeds(data: pd.DataFrame, enc: Encoding, spec: Lines) -> pd.DataFrame:
+    """One row per configuration and x: the mean over seeds (geometric on a log axis, over the
+    drawable values) as y, and the smallest and largest seed's value as the band."""
+    keys = [k for k in _configuration(enc) if k in data.columns]
+    y = data[spec.y].astype(np.float64)
+    drawable = np.isfinite(y) & (y > 0) if spec.logy else np.isfinite(y)
+    level = np.log10(y.where(drawable)) if spec.logy else y.where(drawable)
+    frame = data[[*keys, spec.x]].assign(_level=level, _y=y.where(drawable))
+    kept = {c: (c, "first") for c in ("sweep", "run") if c in data.columns and c not in keys}
+    frame = frame.assign(**{c: data[c] for c in kept})  # the overlay anchors on the first run
+    grouped = frame.groupby([*keys, spec.x], sort=False, dropna=False)
+    out = grouped.agg(
+        _level=("_level", "mean"), **{LOW: ("_y", "min"), HIGH: ("_y", "max")}, **kept
+    )
+    out[spec.y] = 10.0 ** out["_level"] if spec.logy else out["_level"]
+    return out.drop(columns="_level").reset_index().sort_values([*keys, spec.x], kind="stable")
+
+
+def _ranges(data: pd.DataFrame, layout: Grid, spec: Lines) -> list[tuple[float, float]]:
+    """Each panel's y range: one for all, or each its own when one cannot show them all."""
+    columns = [c for c in (spec.y, LOW, HIGH) if c in data.columns]
+    values = data[columns].to_numpy(dtype=np.float64).ravel()
+    shared = _range(values, spec.logy)
+    if not spec.logy or len(layout.panels) < 2:
+        return [shared] * len(layout.panels)
+    own = [
+        _range(select(data, p.match)[columns].to_numpy(dtype=np.float64).ravel(), True)
+        for p in layout.panels
+    ]
+    span = np.log10(shared[1] / shared[0])
+    narrow = min(np.log10(high / low) for low, high in own)
+    return own if span > OWN_RANGE_DECADES and narrow < span / 2 else [shared] * len(own)
+
+
+def _styles(data: pd.DataFrame, enc: Encoding) -> dict[str, str]:
+    """A line style per value of the style key (the sweeps of a compare)."""
+    if enc.style is None:
+        return {format_value(None): "-"}
+    values = ordered_values(data[enc.style])
+    return {format_value(v): LINE_STYLES[i % len(LINE_STYLES)] for i, v in enumerate(values)}
+
+
+def _marked(data: pd.DataFrame, spec: Lines) -> bool:
+    """Whether the lines are short enough that their points are marked (few layers, evals)."""
+    longest = data.groupby(LINE)[spec.x].count().max() if len(data) else 0
+    return bool(longest <= MARKERS_UP_TO)
+
+
 def _draw_panel(
     ax: Axes,
     rows: pd.DataFrame,
     enc: Encoding,
     spec: Lines,
     palette: dict[str, Any],
+    styles: dict[str, str],
     ylim: tuple[float, float],
+    marked: bool,
 ) -> None:
-    """Draw the panel's runs: lines, points where lines are short, marks for 0 and inf."""
+    """Draw the panel's runs: lines, points where lines are short, bands over seeds, marks for 0
+    and inf."""
     if spec.logy:
         _log_axis(ax, ylim)
     ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=spec.integer_x))
     drawn = False
-    groups = rows.groupby(enc.color, sort=False, dropna=False) if enc.color else [(None, rows)]
+    keys = [k for k in (enc.color, enc.style) if k is not None]
+    groups = rows.groupby(keys, sort=False, dropna=False) if keys else [((), rows)]
     for value, group in groups:
-        color = palette[format_value(value)]
+        value = dict(zip(keys, value if isinstance(value, tuple) else (value,), strict=True))
+        color = palette[format_value(value.get(enc.color))]
+        style = styles[format_value(value.get(enc.style))]
         lines = _lines(group, spec.x, spec.y)
-        alpha = max(0.3, 1 / np.sqrt(len(lines))) if lines else 1.0
+        alpha = max(0.3, 1 / np.sqrt(len(lines))) if lines and not enc.band else 1.0
         segments, points, special = _segments(lines, spec.logy)
-        collection = LineCollection(segments, colors=[color], linewidths=1.3, alpha=alpha)
+        collection = LineCollection(
+            segments, colors=[color], linewidths=1.3, alpha=alpha, linestyles=style
+        )
         ax.add_collection(collection, autolim=False)
-        few = max((len(x) for x, _ in lines), default=0) <= MARKERS_UP_TO
-        marked = points + (segments if few else [])
-        if marked:
-            xy = np.concatenate(marked)
+        if LOW in group.columns:
+            _bands(ax, group, spec.x, color)
+        dots = points + (segments if marked else [])
+        if dots:
+            xy = np.concatenate(dots)
             ax.scatter(xy[:, 0], xy[:, 1], s=10, color=color, alpha=alpha, zorder=3)
         for mark, xs in special.items():
-            symbol, height, _ = _MARKS[mark]
+            symbol, height = _MARKS[mark]
             heights = np.full(len(xs), height)
             edge = ax.get_xaxis_transform()  # x in data, y in axes fraction
             ax.scatter(xs, heights, marker=symbol, s=30, color=color, transform=edge, zorder=4)
@@ -206,6 +297,13 @@ def _draw_panel(
         message = "no runs" if not len(rows) else "no data"
         ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center", color="grey")
         ax.set_xticks([])
+
+
+def _bands(ax: Axes, group: pd.DataFrame, x: str, color: Any) -> None:
+    """The spread over seeds of each configuration: a translucent band from min to max."""
+    for _, line in group.groupby(LINE, sort=False):
+        low, high = line[LOW].to_numpy(np.float64), line[HIGH].to_numpy(np.float64)
+        ax.fill_between(line[x].to_numpy(np.float64), low, high, color=color, alpha=0.2, lw=0)
 
 
 def _log_axis(ax: Axes, ylim: tuple[float, float]) -> None:
@@ -263,8 +361,8 @@ def _segments(lines: list[tuple], logy: bool) -> tuple[list, list, dict[str, np.
 
 
 _MARKS = {  # values a log axis cannot show, marked at its bottom (0) or top (inf) edge
-    "zero": ("v", 0.025, "exactly 0 (underflow in the model)"),
-    "inf": ("^", 0.975, "inf (overflow)"),
+    "zero": ("v", 0.025),
+    "inf": ("^", 0.975),
 }
 
 
@@ -289,22 +387,44 @@ def _unplottable(values: pd.Series, logy: bool) -> list[str]:
     return [mark for mark, present in found.items() if present]
 
 
-def _legend_handles(enc: Encoding, palette: dict, marks: list[str]) -> list[Line2D]:
-    """Entries naming the swept values ('act=relu'), then the marks for 0 and inf."""
+def _legend_handles(
+    enc: Encoding,
+    palette: dict,
+    styles: dict[str, str],
+    marks: list[str],
+    marked: bool,
+    spec: Lines,
+) -> list[Line2D]:
+    """Entries drawn as the data is: the colour values ('act=relu', with a dot where points are
+    marked), the line styles (sweeps), then the marks for 0 and inf."""
+    dot = {"marker": "o", "markersize": 4} if marked else {}
     handles = [
-        Line2D([], [], color=color, lw=2, label=f"{enc.color}={value}")
+        Line2D([], [], color=color, lw=2, label=f"{enc.color}={value}", **dot)
         for value, color in palette.items()
         if enc.color
     ]
+    if enc.style is not None:
+        handles += [
+            Line2D([], [], color="0.3", lw=1.3, ls=style, label=f"{enc.style}={value}")
+            for value, style in styles.items()
+        ]
+    if enc.band:
+        handles.append(Patch(color="0.6", alpha=0.4, label=f"min–max over {', '.join(enc.band)}"))
+    texts = {"zero": spec.zero_means, "inf": "inf (overflow)"}
     return handles + [
-        Line2D([], [], ls="", marker=_MARKS[m][0], color="black", label=_MARKS[m][2]) for m in marks
+        Line2D([], [], ls="", marker=_MARKS[m][0], color="black", label=texts[m]) for m in marks
     ]
 
 
-def _title(spec: Lines, settings: str, enc: Encoding, layout: Grid) -> str:
+def _title(spec: Lines, settings: str, enc: Encoding, layout: Grid, own: bool = False) -> str:
     parts = [spec.title + (f" — {settings}" if settings else "")]
-    if enc.lines:
-        parts.append(f"lines of one colour differ in {', '.join(enc.lines)}")
+    others = [k for k in enc.lines if k not in enc.band]
+    if enc.band:
+        parts.append(f"line: mean over {', '.join(enc.band)}; band: their min–max")
+    if others:
+        parts.append(f"lines of one colour differ in {', '.join(others)}")
+    if own:
+        parts.append("each panel has its own y range (the values span too many decades for one)")
     if layout.left_out:
         parts.append(
             f"{len(layout.left_out)} panels left out: {', '.join(layout.left_out[:6])}"

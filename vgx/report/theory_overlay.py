@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
-from vgx.report.tables import SWEEP
+from vgx.runs import SWEEP
 from vgx.theory import predicted_profile
 
 NOTE = "dashed: mean-field theory"

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from vgx.diagnosis import VANISH_DECADES
-from vgx.report.tables import SWEEP
+from vgx.runs import SWEEP
 from vgx.status import DONE
 from vgx.theory import fit_slope
 
@@ -84,8 +84,13 @@ def _number(value: object, spec: str) -> str:
 
 
 def _decades(run: pd.Series) -> str:
-    init, end = run.get("vanishing_ratio_act_init"), run.get("vanishing_ratio_act_end")
+    # summary.csv's decades_lost_* is log10(last/first): shown as first/last (−: vanishing)
+    init, end = (-_float(run.get(f"decades_lost_act_{stage}")) for stage in ("init", "end"))
     return f"{_number(init, '+.1f')} → {_number(end, '+.1f')}"
+
+
+def _float(value: object) -> float:
+    return math.nan if value is None or pd.isna(value) else float(value)
 
 
 def _weight_layers(layers: pd.DataFrame) -> pd.DataFrame:
