@@ -280,6 +280,8 @@ def write_report(sweep_dir: Path) -> None:
     from vgx.sweep.verdict import verdict_table
 
     runs = sum(1 for _ in Path(sweep_dir).rglob("status.json"))
+    if runs:  # checked before the bar starts, so that the error stays one line
+        writable_dir(Path(sweep_dir) / "report", "the report directory")
     with ReportProgress(runs) if runs else nullcontext():  # no runs: build_report says why
         report = build_report(sweep_dir, echo=False)
     echo_report(report, sweep_dir)
