@@ -38,7 +38,9 @@ test: $(STAMP)  ## all tests
 test-browser: $(STAMP)  ## render a report in headless chromium (installs Debian's chromium if missing)
 	@command -v chromium >/dev/null || { \
 	  log=$$(mktemp); \
-	  apt-get install -y -q chromium >$$log 2>&1 || { cat $$log; rm -f $$log; exit 1; }; \
+	  { apt-get install -y -q chromium >$$log 2>&1 || \
+	    { apt-get update -q >>$$log 2>&1 && apt-get install -y -q chromium >>$$log 2>&1; }; } \
+	    || { cat $$log; rm -f $$log; exit 1; }; \
 	  rm -f $$log; }
 	$(BIN)/pytest tests/test_browser.py -rs
 

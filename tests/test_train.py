@@ -33,7 +33,10 @@ def first_layer_gradient_by_float64_autograd(cfg) -> float:
 def test_float64_depth_60_sigmoid_gradients_near_1e_minus_51_are_stored_and_read_back(
     make_cfg, tmp_path
 ) -> None:
-    cfg = make_cfg("dtype=float64", "depth=60", "act=sigmoid", "steps=1", "threads=1")
+    # PyTorch's default init: the classic cause, whose first-layer gradients sit near 1e-51
+    cfg = make_cfg(
+        "dtype=float64", "depth=60", "act=sigmoid", "init=default", "steps=1", "threads=1"
+    )
     assert execute(cfg, tmp_path) == (DONE, DONE)
     layers = RunDir(tmp_path).read_table("layers")
     stored = layers.loc[(layers["step"] == 0) & (layers["layer"] == 0), "grad_norm"].item()
@@ -54,7 +57,9 @@ def test_float64_runs_train_a_float64_model_on_float64_data(make_cfg, tmp_path) 
 def test_a_divergence_on_an_unprobed_step_stores_that_step_with_nan_activation_columns(
     make_cfg, tmp_path
 ) -> None:
-    cfg = make_cfg("lr=1e6", "probe.every=4", "steps=8", "width=8", "depth=3", "threads=1")
+    cfg = make_cfg(
+        "lr=1e6", "init=default", "momentum=0", "probe.every=4", "steps=8", "width=8", "depth=3"
+    )
     assert execute(cfg, tmp_path)[0] == DIVERGED
     run = RunDir(tmp_path)
     diverged = run.read_status()["step"]
