@@ -530,7 +530,8 @@ def _xiong2020(t: SweepTables) -> tuple[bool, str]:
         frame = t.layers[t.layers["run"].isin(runs)]
         ffn = frame[frame["name"].str.endswith("feed_forward.contract")]
         per_block = ffn.groupby("layer")["grad_norm_init"].mean().sort_index()
-        slopes[position] = float(np.polyfit(np.arange(len(per_block)), np.log10(per_block), 1)[0])
+        # fit_slope counts toward the input; the claim is about growth toward the output
+        slopes[position] = -fit_slope(np.log10(per_block.to_numpy()))
     claims.add(
         slopes["post"] > slopes["pre"] + 0.02,
         f"slope of log10 ‖∂L/∂W₂‖ over the block index at init, decades per block: pre-LN "
