@@ -15,6 +15,7 @@ NORM_KIND = "norm"  # normalisation layers: their own kind, excluded from first/
 
 NEAR_CHANCE = 2.0  # test accuracy below twice chance (0.2 of 10 classes): did not train
 LOSS_FALLEN = 0.9  # last training loss above 90% of the first: did not train
+TRAINED_MEANING = "test accuracy above twice chance and training loss below 90% of its start"
 SUMMARY_KEYS = (
     "decades_lost_grad_init",
     "decades_lost_grad_end",

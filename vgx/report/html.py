@@ -17,6 +17,7 @@ import pandas as pd
 from vgx.report.tables import TERMINAL_COLUMNS, TERMINAL_LEGEND
 from vgx.runs import SWEEP
 from vgx.status import DONE
+from vgx.summary import TRAINED_MEANING
 
 if TYPE_CHECKING:
     from vgx.report import Report
@@ -168,8 +169,8 @@ def _conclusions(conclusions: Conclusions | None) -> str:
     parts.append(
         '<p class="legend">Verdicts by vgx.diagnosis from ‖∂L/∂h‖, the gradient reaching each '
         "layer's output: vanishing/exploding when a layer is more than 2 decades below/above the "
-        "output layer. Trained: test accuracy above twice chance and training loss below 90% of "
-        "its start. Slopes: decades per layer from the output toward the input at the first step "
+        f"output layer. Trained: {TRAINED_MEANING}. Slopes: decades per layer from the output "
+        "toward the input at the first step "
         "(negative: vanishing), measured by a least-squares fit and predicted by mean-field "
         "theory (plain MLPs only).</p>\n</section>"
     )

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from vgx.runs import HEADLINE_COLUMNS
+from vgx.summary import TRAINED_MEANING
 
 # What the terminal shows (short names so a row fits a terminal line) and what they mean.
 TERMINAL_COLUMNS = {
@@ -25,7 +26,7 @@ TERMINAL_COLUMNS = {
 }
 RECURRENT_ONLY = ("decades_lost_time_init", "decades_lost_time_end")  # else left out
 TERMINAL_LEGEND = (
-    "trained: test accuracy above twice chance and training loss below 90% of its start; "
+    f"trained: {TRAINED_MEANING}; "
     "loss: last training loss; acc: last test accuracy; dW_lost*/dh_lost*: decades the "
     "weight gradient ‖∂L/∂W‖ / the back-propagated gradient ‖∂L/∂h‖ lose from the output to the "
     "input layer, at the first step (…0) and the last (3: the input layer's is 1000× weaker; "

@@ -17,16 +17,18 @@ import pandas as pd
 from vgx.diagnosis import VANISH_DECADES
 from vgx.runs import SWEEP
 from vgx.status import DONE
+from vgx.summary import TRAINED_MEANING
 from vgx.theory import fit_slope
 
 NORM_KIND = "norm"  # normalisation layers have no weight layer's ‖∂L/∂h‖ of their own
-TRAINED, NOT_TRAINED = "yes", "no"
+TRAINED, NOT_TRAINED, UNKNOWN = "yes", "no", "?"
 LEGEND_WIDTH = 100
 VERDICT_LEGEND = (
-    "trained: the training loss fell to half its first value (yes, at that step) or not (no); "
-    "decades: log10 of the first over the last layer's ‖∂L/∂h‖ at init → at the end "
-    f"(−3: the input layer gets 1000× less); where: layers more than {VANISH_DECADES:g} decades "
-    "below (vanish) or above (explode) the output layer at init; slope: decades per layer "
+    f"trained: {TRAINED_MEANING} (in brackets: the step at which the training loss halved); "
+    "decades lost: log10 of the last over the first layer's ‖∂L/∂h‖ at init → at the end "
+    "(3: the input layer gets 1000× less; negative: it grew); "
+    f"where: layers more than {VANISH_DECADES:g} decades below (vanish) or above (explode) "
+    "the output layer at init; slope: decades per layer "
     "toward the input at init, measured / mean-field theory (plain MLPs)"
 )
 
@@ -45,7 +47,7 @@ def verdict_table(summary: pd.DataFrame, layers: pd.DataFrame, varying: Sequence
                 "run": _label(run, varying),
                 "trained": _trained(run),
                 "test acc": _number(run.get("test_accuracy_final"), ".2f"),
-                "decades init → end": _decades(run),
+                "decades lost init → end": _decades(run),
                 "where (init)": _where(profile),
                 "slope measured / theory": _slopes(profile, run.get("predicted_slope")),
             }
@@ -73,10 +75,16 @@ def _label(run: pd.Series, varying: Sequence[str]) -> str:
 
 
 def _trained(run: pd.Series) -> str:
+    """summary.csv's `trained` (one definition for the table, the report and the verdict)."""
     if run["status"] != DONE:
         return str(run["status"])
+    learned = run.get("trained")
+    if learned is None or pd.isna(learned):
+        return UNKNOWN
+    if not learned:
+        return NOT_TRAINED
     step = run.get("steps_to_half_loss", math.nan)
-    return f"{TRAINED} ({int(step)})" if pd.notna(step) else NOT_TRAINED
+    return f"{TRAINED} ({int(step)})" if pd.notna(step) else TRAINED
 
 
 def _number(value: object, spec: str) -> str:
@@ -84,8 +92,7 @@ def _number(value: object, spec: str) -> str:
 
 
 def _decades(run: pd.Series) -> str:
-    # summary.csv's decades_lost_* is log10(last/first): shown as first/last (−: vanishing)
-    init, end = (-_float(run.get(f"decades_lost_act_{stage}")) for stage in ("init", "end"))
+    init, end = (_float(run.get(f"decades_lost_act_{stage}")) for stage in ("init", "end"))
     return f"{_number(init, '+.1f')} → {_number(end, '+.1f')}"
 
 
