@@ -115,6 +115,15 @@ def test_sweep_cfg_job_prints_the_config_of_every_run_and_runs_nothing(tmp_path)
     assert not (tmp_path / "outputs").exists()
 
 
+def test_sweep_cfg_job_expands_the_values_an_experiment_file_sweeps(tmp_path):
+    result = run_vgx("sweep", "--cfg", "job", "+experiment=he2015", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "# run 1/2: init=he_normal" in result.stdout
+    assert "# run 2/2: init=xavier_normal" in result.stdout
+    inits = [line.split(": ")[1] for line in result.stdout.splitlines() if line.startswith("init:")]
+    assert inits == ["he_normal", "xavier_normal"]
+
+
 def test_glob_over_a_registry_key_sweeps_the_names_it_matches(tmp_path):
     result = run_vgx("sweep", "--cfg", "job", "act=glob(*elu)", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -6,7 +6,6 @@ with exit code 2 (`--debug` shows the traceback instead).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import sys
@@ -254,23 +253,16 @@ def local_pool(plan: SweepPlan) -> AbstractContextManager[object]:
 
 
 def print_configs(hydra_args: list[str], overrides: list[str]) -> None:
-    """`vgx sweep --cfg job ...`: the config of every run the sweep would start, one by one."""
-    from vgx.validate import expand, parse_overrides
+    """`vgx sweep --cfg job ...`: the config of every run the sweep would start, one by one,
+    including the values an experiment file sweeps."""
+    from vgx.sweep.plan import sweep_jobs
 
-    swept = [o for o in parse_overrides(overrides) if o.is_sweep_override()]
-    fixed = [arg for arg in hydra_args if arg not in {o.input_line for o in swept}]
-    choices = [[f"{o.get_key_element()}={_override_value(v)}" for v in expand(o)] for o in swept]
-    combinations = list(itertools.product(*choices))
-    for number, combination in enumerate(combinations, 1):
-        print(f"# run {number}/{len(combinations)}: {' '.join(combination) or 'the defaults'}")
-        call_hydra([*fixed, *combination])
-
-
-def _override_value(value: object) -> str:
-    """A swept value as override text again (None is null, True is true)."""
-    if value is None:
-        return "null"
-    return str(value).lower() if isinstance(value, bool) else str(value)
+    flags = [arg for arg in hydra_args if arg not in overrides]
+    jobs = sweep_jobs(overrides)
+    for number, (job, _) in enumerate(jobs, 1):
+        varied = [o for o in job if o not in overrides]
+        print(f"# run {number}/{len(jobs)}: {' '.join(varied) or 'the defaults'}")
+        call_hydra([*flags, *job])
 
 
 def write_report(sweep_dir: Path) -> None:
