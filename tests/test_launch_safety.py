@@ -26,6 +26,9 @@ SWEEP = ("sweep", "depth=2,3", *TINY, "--no-report", "hydra/launcher=basic")
         "hydra.sweep.subdir=/tmp/x",
         "hydra.sweep.subdir=a,../b",
         "hydra.output_subdir=../../x",
+        "hydra.sweep.subdir=${oc.env:HOME}",
+        "hydra.sweep.subdir=run_${oc.env:X}",
+        "hydra.sweep.subdir=${hydra.job.override_dirname}",
     ],
 )
 def test_an_override_that_runs_code_or_escapes_the_sweep_is_refused_in_one_line(override):
@@ -42,6 +45,7 @@ def test_an_override_that_runs_code_or_escapes_the_sweep_is_refused_in_one_line(
         "hydra.sweep.dir=/tmp/anywhere/../the/user/names",
         "hydra.run.dir=../elsewhere",
         "hydra.sweep.subdir=${hydra.job.num}",
+        "hydra.sweep.subdir=run_${hydra.job.id}",
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
         "hydra.job_logging.root.level=DEBUG",

@@ -7,6 +7,7 @@ copied from a colleague or a cron file should not be able to do that by accident
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import PurePath
 from typing import Any
@@ -18,6 +19,10 @@ from vgx.validate import expand, parse_overrides
 
 ALLOW_FLAG = "--allow-unsafe-overrides"
 PATH_KEYS = ("hydra.sweep.subdir", "hydra.output_subdir")  # relative to a directory vgx chose
+# Interpolations a path key may use: they resolve to a number or a name vgx made safe. Any other
+# (${oc.env:X}, ${hydra.job.override_dirname}, whose values may hold "..") resolves only once the
+# job starts, too late to refuse before a directory is made.
+SAFE_PATH_INTERPOLATION = re.compile(r"\$\{(hydra\.job\.(num|id)|vgx_subdir:[^}]*)\}")
 
 
 def _names_a_target(override: Override) -> bool:
@@ -41,8 +46,9 @@ def _is_logging_factory(key: str) -> bool:
 def _escapes(override: Override) -> bool:
     if override.key_or_group not in PATH_KEYS:
         return False
-    paths = [PurePath(str(v)) for v in expand(override)]
-    return any(p.is_absolute() or ".." in p.parts for p in paths)
+    values = [str(v) for v in expand(override)]
+    unresolved = any("${" in SAFE_PATH_INTERPOLATION.sub("", v) for v in values)
+    return unresolved or any(PurePath(v).is_absolute() or ".." in PurePath(v).parts for v in values)
 
 
 # why an override is refused -> the test that finds it
