@@ -89,3 +89,17 @@ def test_a_stop_signal_ends_every_run_in_flight_interrupted_and_exits_130(
     assert "Traceback" not in stderr and "resume" in stderr
     assert statuses(tmp_path / "s") == ["interrupted", "interrupted"]
     assert not [pid for pid in workers if alive(pid)]
+
+
+def test_sigterm_of_the_front_end_stops_a_foreign_launchers_jobs_and_marks_them_interrupted(
+    tmp_path, leftovers
+):
+    front = start_sweep(
+        tmp_path, leftovers, "seed=0,1", "steps=1000000", "hydra/launcher=submitit_local"
+    )
+    jobs = descendants(front.pid)
+    os.kill(front.pid, signal.SIGTERM)  # submitit_local itself would leave both jobs training
+    _, stderr = front.communicate(timeout=120)
+    assert front.returncode == 130, stderr[-2000:]
+    assert statuses(tmp_path / "s") == ["interrupted", "interrupted"]
+    assert not [pid for pid in jobs if alive(pid)]

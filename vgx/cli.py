@@ -196,6 +196,7 @@ def check_combination(overrides: list[str]) -> None:
 
 def cmd_sweep(args: list[str]) -> int:
     """Hydra multirun over the Cartesian product, then the tally and the report."""
+    from vgx.launch.processes import stop_descendants
     from vgx.sweep.plan import plan_sweep, sweep_jobs
     from vgx.validate import expand_globs
 
@@ -231,7 +232,11 @@ def cmd_sweep(args: list[str]) -> int:
     invocation = new_invocation()
     print(f"sweep: {plan.total} runs into {sweep_dir} ({plan.launcher} launcher)", file=sys.stderr)
     with local_pool(plan), SweepProgress(sweep_dir, plan.total, invocation):
-        call_hydra(hydra_args)
+        try:
+            call_hydra(hydra_args)
+        except KeyboardInterrupt:
+            stop_descendants()  # a launcher vgx does not own leaves its jobs running
+            raise
     counts = read_progress(sweep_dir, invocation)
     unrecorded = plan.total - sum(counts.values())  # a job that could not even log (disk full)
     lost = f", {unrecorded} not recorded" if unrecorded > 0 else ""
