@@ -37,6 +37,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import yaml
 
+from vgx.launch.processes import descendants
+
 VGX = str(Path(sys.executable).with_name("vgx"))
 RESUMES = 8  # re-runs allowed for a scenario to finish (a killed sweep needs one)
 
@@ -95,23 +97,6 @@ def finish(process: subprocess.Popen[bytes], timeout: float = 600) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid`, from /proc (no psutil needed)."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        parents[int(stat.parent.name)] = int(text.rsplit(")", 1)[1].split()[1])
-    found, frontier = [], [pid]
-    while frontier:
-        children = [p for p, parent in parents.items() if parent in frontier]
-        found += children
-        frontier = children
-    return found
 
 
 def cmdline(pid: int) -> str:
@@ -194,7 +179,7 @@ def scenario_dead_worker(root: Path, rng: random.Random, runs: int, steps: int) 
     process = start(args, root)
     if wait_until(lambda: any_running(sweep_dir), timeout=300):
         time.sleep(rng.uniform(0.0, 3.0))
-        workers = [p for p in descendants(process.pid) if "tracker" not in cmdline(p)]
+        workers = [p for p in sorted(descendants(process.pid)) if "tracker" not in cmdline(p)]
         if workers:
             os.kill(rng.choice(workers), signal.SIGKILL)
     finish(process)
