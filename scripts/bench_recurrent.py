@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from vgx.models.rnn import RecurrentNet
+from vgx.models.spec import NetSpec
 from vgx.probe import GradientProbe
 
 CELL_OPS: dict[str, Callable[..., Tensor | tuple[Tensor, Tensor]]] = {
@@ -100,7 +101,7 @@ class Replica:
 
 def configurations(cell: str, depth: int) -> dict[str, tuple[nn.Module, Callable]]:
     torch.manual_seed(0)
-    fused = RecurrentNet(cell, 2, 1, depth, 64, act="tanh", norm="none", skip="none")
+    fused = RecurrentNet(cell, NetSpec(2, 1, depth, 64, act="tanh"))
     unrolled = copy.deepcopy(fused)
     for block in unrolled.blocks:
         block.recurrent = Unrolled(cell, block.recurrent)

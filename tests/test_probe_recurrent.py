@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from vgx.models.rnn import RecurrentNet
+from vgx.models.spec import NetSpec
 from vgx.probe import GradientProbe
 
 RTOL = 1e-6
@@ -56,7 +57,7 @@ LOSSES: dict[str, Callable[[Tensor], Tensor]] = {
 
 def vgx_net(cell: str, depth: int) -> RecurrentNet:
     torch.manual_seed(0)
-    net = RecurrentNet(cell, FEATURES, 1, depth, WIDTH, act="tanh", norm="none", skip="none")
+    net = RecurrentNet(cell, NetSpec(FEATURES, 1, depth, WIDTH, act="tanh"))
     return net.double()
 
 

@@ -25,6 +25,7 @@ from vgx.models.init import (
 from vgx.models.layers import ACTIVATIONS, NORMS, Activation
 from vgx.models.mlp import MLPNet
 from vgx.models.rnn import RecurrentNet
+from vgx.models.spec import NetSpec
 from vgx.models.transformer import NORM_POSITIONS, TransformerNet
 from vgx.registry import Registry
 
@@ -39,6 +40,7 @@ __all__ = [
     "Activation",
     "Init",
     "ModelKind",
+    "NetSpec",
     "Residual",
     "build_model",
     "fit_data",
@@ -104,16 +106,8 @@ def build_model(
     if kind.reads_images:
         options["image_shape"] = image_shape
     options.update({name: cfg[name] for name in kind.keys})
-    model = kind.build(
-        n_features=n_features,
-        n_outputs=n_outputs,
-        depth=cfg.depth,
-        width=cfg.width,
-        act=cfg.act,
-        norm=cfg.norm,
-        skip=cfg.skip,
-        **options,
-    )
+    spec = NetSpec(n_features, n_outputs, cfg.depth, cfg.width, cfg.act, cfg.norm, cfg.skip)
+    model = kind.build(spec, **options)
     init = resolve_init(cfg.init, cfg.act, cfg.model.name)
     initialise(model, init, cfg.init_std, cfg.recurrent_init, cfg.forget_bias)
     return model

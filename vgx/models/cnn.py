@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from vgx.errors import ConfigError
 from vgx.models.blocks import SKIPS, Parts
 from vgx.models.layers import CNN
+from vgx.models.spec import NetSpec
 
 
 def conv(fan_in: int, fan_out: int, stride: int, kernel: int) -> nn.Conv2d:
@@ -41,13 +42,7 @@ class CNNNet(nn.Module):
 
     def __init__(
         self,
-        n_features: int,
-        n_outputs: int,
-        depth: int,
-        width: int,
-        act: str,
-        norm: str,
-        skip: str,
+        spec: NetSpec,
         kernel_size: int = 3,
         stages: int = 3,
         image_shape: tuple[int, int, int] | None = None,
@@ -55,20 +50,20 @@ class CNNNet(nn.Module):
         super().__init__()
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ConfigError(f"model.kernel_size={kernel_size} must be an odd number ≥ 1")
-        self.image_shape = tuple(image_shape or square_image(n_features))
-        kind = SKIPS[skip]
-        parts = Parts(partial(conv, kernel=kernel_size), "conv", CNN, act, norm)
+        self.image_shape = tuple(image_shape or square_image(spec.n_features))
+        kind, width = SKIPS[spec.skip], spec.width
+        parts = Parts(partial(conv, kernel=kernel_size), "conv", CNN, spec.act, spec.norm)
         self.stem = kind.stem(parts, self.image_shape[0], width)
         blocks, channels = [], width
         for stage in range(stages):
-            for index in range(depth):
+            for index in range(spec.depth):
                 stride = 2 if stage > 0 and index == 0 else 1
                 blocks.append(kind.block(parts, channels, width * 2**stage, stride))
                 channels = width * 2**stage
         self.blocks = nn.Sequential(*blocks)
         self.final = kind.final(parts, channels)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.head = nn.Linear(channels, n_outputs)
+        self.head = nn.Linear(channels, spec.n_outputs)
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.view(x.shape[0], *self.image_shape)  # (B, C, H, W)

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from vgx.models.blocks import SKIPS, Parts
 from vgx.models.layers import MLP
+from vgx.models.spec import NetSpec
 
 
 def linear(fan_in: int, fan_out: int, stride: int) -> nn.Linear:
@@ -23,24 +24,16 @@ def linear(fan_in: int, fan_out: int, stride: int) -> nn.Linear:
 class MLPNet(nn.Module):
     """stem → blocks → final (norm → act for preact) → head; `blocks[0]` is the stem."""
 
-    def __init__(
-        self,
-        n_features: int,
-        n_outputs: int,
-        depth: int,
-        width: int,
-        act: str,
-        norm: str,
-        skip: str,
-    ) -> None:
+    def __init__(self, spec: NetSpec) -> None:
         super().__init__()
-        kind, parts = SKIPS[skip], Parts(linear, "linear", MLP, act, norm)
-        block = partial(kind.mlp_block, parts, width, width)
+        kind, parts = SKIPS[spec.skip], Parts(linear, "linear", MLP, spec.act, spec.norm)
+        block = partial(kind.mlp_block, parts, spec.width, spec.width)
         self.blocks = nn.Sequential(
-            kind.stem(parts, n_features, width), *(block() for _ in range(depth - 1))
+            kind.stem(parts, spec.n_features, spec.width),
+            *(block() for _ in range(spec.depth - 1)),
         )
-        self.final = kind.final(parts, width)
-        self.head = nn.Linear(width, n_outputs)
+        self.final = kind.final(parts, spec.width)
+        self.head = nn.Linear(spec.width, spec.n_outputs)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.final(self.blocks(x.flatten(1))))  # (B, F) -> (B, n_outputs)

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from vgx.errors import ConfigError
 from vgx.models.blocks import Residual
 from vgx.models.layers import NORMS, RNN, RNN_ACTIVATIONS
+from vgx.models.spec import NetSpec
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 # skip -> how it wraps a constant-width layer: residual is x + layer(x), the residual stacked
@@ -36,18 +37,9 @@ class RecurrentBlock(nn.Module):
 class RecurrentNet(nn.Module):
     """A head reads every time step; the dataset decides which steps the loss uses."""
 
-    def __init__(
-        self,
-        cell: str,
-        n_features: int,
-        n_outputs: int,
-        depth: int,
-        width: int,
-        act: str,
-        norm: str,
-        skip: str,
-    ) -> None:
+    def __init__(self, cell: str, spec: NetSpec) -> None:
         super().__init__()
+        act, skip, width = spec.act, spec.skip, spec.width
         if cell == "rnn" and act not in RNN_ACTIVATIONS:
             raise ConfigError(f"act={act} does not apply to model=rnn; valid: tanh, relu")
         if cell != "rnn" and act != "tanh":
@@ -60,12 +52,12 @@ class RecurrentNet(nn.Module):
                 f"skip={skip} does not apply to model={cell}; valid: {', '.join(RECURRENT_SKIPS)}"
             )
         block, wrap = (
-            partial(RecurrentBlock, cell, width=width, act=act, norm=norm),
+            partial(RecurrentBlock, cell, width=width, act=act, norm=spec.norm),
             RECURRENT_SKIPS[skip],
         )
-        rest = (block(width) for _ in range(depth - 1))
-        self.blocks = nn.Sequential(block(n_features), *(wrap(b) if wrap else b for b in rest))
-        self.head = nn.Linear(width, n_outputs)
+        rest = (block(width) for _ in range(spec.depth - 1))
+        self.blocks = nn.Sequential(block(spec.n_features), *(wrap(b) if wrap else b for b in rest))
+        self.head = nn.Linear(width, spec.n_outputs)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.blocks(x))  # (B, T, F) -> (B, T, n_outputs)

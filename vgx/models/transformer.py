@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from vgx.errors import ConfigError
 from vgx.models.layers import ACTIVATIONS
+from vgx.models.spec import NetSpec
 from vgx.registry import Registry
 
 MLP_RATIO = 4  # hidden units of each block's MLP per model dimension (Vaswani et al. 2017)
@@ -109,19 +110,9 @@ class TransformerNet(nn.Module):
     must be left at `none`.
     """
 
-    def __init__(
-        self,
-        n_features: int,
-        n_outputs: int,
-        depth: int,
-        width: int,
-        act: str,
-        norm: str,
-        skip: str,
-        heads: int,
-        norm_position: str,
-    ) -> None:
+    def __init__(self, spec: NetSpec, heads: int, norm_position: str) -> None:
         super().__init__()
+        norm, skip, width = spec.norm, spec.skip, spec.width
         if norm != "none" or skip != "none":
             raise ConfigError(
                 f"norm={norm} skip={skip} do not apply to model=transformer: its blocks hold their "
@@ -130,10 +121,12 @@ class TransformerNet(nn.Module):
         if width % heads:
             raise ConfigError(f"width={width} is not a multiple of heads={heads}")
         pre = NORM_POSITIONS[norm_position]
-        self.embed = nn.Linear(n_features, width)
-        self.blocks = nn.Sequential(*(EncoderBlock(width, heads, act, pre) for _ in range(depth)))
+        self.embed = nn.Linear(spec.n_features, width)
+        self.blocks = nn.Sequential(
+            *(EncoderBlock(width, heads, spec.act, pre) for _ in range(spec.depth))
+        )
         self.final_norm = nn.LayerNorm(width) if pre else nn.Identity()
-        self.head = nn.Linear(width, n_outputs)
+        self.head = nn.Linear(width, spec.n_outputs)
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.embed(x)  # (B, T, C)
