@@ -180,3 +180,12 @@ def test_verdict_for_sweep_judges_the_experiment_named_in_the_runs(make_cfg, tmp
 def test_verdict_for_sweep_is_none_for_a_sweep_of_no_experiment(make_cfg, tmp_path):
     run_once(make_cfg, tmp_path / "run", "depth=2")
     assert verdict_for_sweep(tmp_path) is None
+
+
+def test_the_end_of_an_experiment_sweep_prints_and_keeps_its_verdict(tmp_path):
+    from tests.helpers import TINY, run_vgx
+
+    args = ("sweep", "+experiment=he2015", "depth=3", *TINY, "hydra.sweep.dir=s")
+    result = run_vgx(*args, cwd=tmp_path)
+    kept = (tmp_path / "s" / "report" / "experiment.txt").read_text()
+    assert kept.startswith("he2015: NOT SHOWN") and kept.strip() in result.stdout

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from vgx.cli import SweepProgress
 from vgx.status import DONE, SKIPPED
 from vgx.sweep.progress import (
     INVOCATION_ENV,
+    SweepProgress,
     read_progress,
     record_progress,
     record_steps,

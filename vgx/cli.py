@@ -10,7 +10,6 @@ import logging
 import os
 import sys
 import textwrap
-import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from functools import partial
@@ -22,7 +21,6 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
 
 if TYPE_CHECKING:
     from vgx.sweep.plan import SweepPlan
@@ -33,16 +31,16 @@ from hydra_plugins.vgx_launchers.vgx_local import VgxLocalLauncher
 from vgx.config import register_configs
 from vgx.errors import EnvironmentProblem, VgxError, environment_message
 from vgx.interrupts import sigterm_interrupts
-from vgx.status import BUSY, DIVERGED, FAILED, INTERRUPTED, INVALID, SKIPPED, TALLY
-from vgx.store import RunDir, atomic_write_text, writable_dir
+from vgx.status import BUSY, FAILED, INTERRUPTED, INVALID, SKIPPED, TALLY
+from vgx.store import RunDir, writable_dir
 from vgx.sweep.manifest import write_manifest
 from vgx.sweep.names import identity_name, safe_name
 from vgx.sweep.progress import (
+    SweepProgress,
     new_invocation,
     read_progress,
     record_progress,
     record_steps,
-    running_fractions,
 )
 
 CONFIG_MODULE = "vgx.configs"
@@ -271,98 +269,9 @@ def print_configs(hydra_args: list[str], overrides: list[str]) -> None:
 
 
 def write_report(sweep_dir: Path) -> None:
-    """The report, and for a canned experiment whether this sweep shows the published result."""
-    from vgx.experiments import verdict_for_sweep
-    from vgx.report import build_report, echo_report
-    from vgx.sweep.verdict import verdict_table
+    from vgx.sweep import end  # pandas and matplotlib load for a report only
 
-    runs = sum(1 for _ in Path(sweep_dir).rglob("status.json"))
-    if runs:  # checked before the bar starts, so that the error stays one line
-        writable_dir(Path(sweep_dir) / "report", "the report directory")
-    with ReportProgress(runs) if runs else nullcontext():  # no runs: build_report says why
-        report = build_report(sweep_dir, echo=False)
-    echo_report(report, sweep_dir)
-    print(f"\n{verdict_table(report.summary, report.layers, report.varying)}")
-    experiments = report.summary.get("experiment")
-    if experiments is None or not experiments.fillna("").astype(str).str.len().any():
-        return
-    verdict = verdict_for_sweep(sweep_dir)
-    if verdict is not None:
-        print(f"\n{verdict}")
-        atomic_write_text(sweep_dir / "report" / "experiment.txt", f"{verdict}\n")
-
-
-class SweepProgress:
-    """A sweep-level bar fed by the progress log: runs finished plus the finished fraction of
-    running ones (so it moves while the first runs train), failures, ETA. Runs skipped on a
-    resume leave the total instead of counting as done, so the rate and ETA are the real ones."""
-
-    def __init__(self, sweep_dir: Path, total: int, invocation: str, interval: float = 0.5) -> None:
-        self.sweep_dir, self.invocation, self.interval = sweep_dir, invocation, interval
-        self.total = total
-        self.bar = tqdm(
-            total=total,
-            desc="sweep",
-            unit="run",
-            position=0,
-            dynamic_ncols=True,
-            bar_format="{l_bar}{bar}| {n:.1f}/{total} [{elapsed}<{remaining}{postfix}]",
-        )
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def _refresh(self) -> None:
-        counts = read_progress(self.sweep_dir, self.invocation)
-        skipped = counts[SKIPPED]
-        running = sum(running_fractions(self.sweep_dir, self.invocation).values())
-        self.bar.total = max(self.total - skipped, 0)
-        self.bar.n = sum(counts.values()) - skipped + running
-        self.bar.set_postfix(
-            failed=counts[FAILED], diverged=counts[DIVERGED], skipped=skipped, refresh=False
-        )
-        self.bar.refresh()
-
-    def _poll(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._refresh()
-
-    def __enter__(self) -> SweepProgress:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._refresh()
-        self.bar.close()
-
-
-class ReportProgress:
-    """What the report phase is doing and for how long (it reads every run and draws plots)."""
-
-    def __init__(self, runs: int, interval: float = 0.5) -> None:
-        self.bar = tqdm(
-            total=None,
-            desc=f"report: reading {runs} runs, drawing plots",
-            bar_format="{desc} [{elapsed}]",
-            position=0,
-        )
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._tick, daemon=True)
-
-    def _tick(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.bar.refresh()
-
-    def __enter__(self) -> ReportProgress:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.bar.close()
+    end.write_report(sweep_dir)
 
 
 def cmd_report(args: list[str]) -> int:

@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import uuid
 from collections import Counter
 from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from vgx.status import DIVERGED, FAILED, SKIPPED
 
 log = logging.getLogger(__name__)
 
@@ -97,3 +102,72 @@ def running_fractions(sweep_dir: Path, invocation: str | None = None) -> dict[st
         else:
             ended.add(f[2])
     return {run: fraction for run, fraction in fractions.items() if run not in ended}
+
+
+class PolledBar:
+    """A tqdm bar redrawn by a thread every `interval` seconds while its block runs (the work
+    happens in other processes, or in a call that cannot report progress itself)."""
+
+    def __init__(self, bar: tqdm, interval: float) -> None:
+        self.bar, self.interval = bar, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def refresh(self) -> None:
+        self.bar.refresh()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.refresh()
+
+    def __enter__(self) -> PolledBar:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.refresh()
+        self.bar.close()
+
+
+class SweepProgress(PolledBar):
+    """A sweep-level bar fed by the progress log: runs finished plus the finished fraction of
+    running ones (so it moves while the first runs train), failures, ETA. Runs skipped on a
+    resume leave the total instead of counting as done, so the rate and ETA are the real ones."""
+
+    def __init__(self, sweep_dir: Path, total: int, invocation: str, interval: float = 0.5) -> None:
+        bar = tqdm(
+            total=total,
+            desc="sweep",
+            unit="run",
+            position=0,
+            dynamic_ncols=True,
+            bar_format="{l_bar}{bar}| {n:.1f}/{total} [{elapsed}<{remaining}{postfix}]",
+        )
+        super().__init__(bar, interval)
+        self.sweep_dir, self.invocation, self.total = sweep_dir, invocation, total
+
+    def refresh(self) -> None:
+        counts = read_progress(self.sweep_dir, self.invocation)
+        skipped = counts[SKIPPED]
+        running = sum(running_fractions(self.sweep_dir, self.invocation).values())
+        self.bar.total = max(self.total - skipped, 0)
+        self.bar.n = sum(counts.values()) - skipped + running
+        self.bar.set_postfix(
+            failed=counts[FAILED], diverged=counts[DIVERGED], skipped=skipped, refresh=False
+        )
+        self.bar.refresh()
+
+
+class ReportProgress(PolledBar):
+    """What the report phase is doing and for how long (it reads every run and draws plots)."""
+
+    def __init__(self, runs: int, interval: float = 0.5) -> None:
+        bar = tqdm(
+            total=None,
+            desc=f"report: reading {runs} runs, drawing plots",
+            bar_format="{desc} [{elapsed}]",
+            position=0,
+        )
+        super().__init__(bar, interval)
