@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.helpers import TINY, run_vgx
 from vgx.experiments import EXPERIMENTS, check_experiment, verdict_for_sweep
 from vgx.store import RunDir
 from vgx.sweep.plan import plan_sweep
@@ -183,8 +184,6 @@ def test_verdict_for_sweep_is_none_for_a_sweep_of_no_experiment(make_cfg, tmp_pa
 
 
 def test_the_end_of_an_experiment_sweep_prints_and_keeps_its_verdict(tmp_path):
-    from tests.helpers import TINY, run_vgx
-
     args = ("sweep", "+experiment=he2015", "depth=3", *TINY, "hydra.sweep.dir=s")
     result = run_vgx(*args, cwd=tmp_path)
     kept = (tmp_path / "s" / "report" / "experiment.txt").read_text()

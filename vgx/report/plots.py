@@ -19,20 +19,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 
-from vgx.report.layout import (
-    LINE_STYLES,
-    Encoding,
-    Grid,
-    colors,
-    figure_grid,
-    format_value,
-    grid,
-    legend_anchor,
-    legend_width,
-    ordered_values,
-    panel_title,
-    select,
-)
+from vgx.report import layout
 
 # Theory-overlay seam: called once per panel of the gradient-vs-layer figures with the panel's
 # axes and its rows of layers.csv (ids, varying keys, layer, metrics); it draws a predicted line
@@ -82,7 +69,7 @@ class Lines:
 
 def layer_profile(
     layers: pd.DataFrame,
-    enc: Encoding,
+    enc: layout.Encoding,
     metric: str,
     stage: str,
     settings: str,
@@ -103,7 +90,9 @@ def layer_profile(
     return line_grid(layers, enc, spec, settings, ids, overlay)
 
 
-def curves(frame: pd.DataFrame, enc: Encoding, y: str, settings: str, ids: Sequence[str]) -> Figure:
+def curves(
+    frame: pd.DataFrame, enc: layout.Encoding, y: str, settings: str, ids: Sequence[str]
+) -> Figure:
     """Training loss, test loss (log y) or test accuracy vs step, one line per run."""
     spec = {
         "loss": Lines("step", "loss", STEP_AXIS, "training loss", "training loss"),
@@ -124,7 +113,7 @@ TIME_PLOTS = {
 
 def time_profile(
     time: pd.DataFrame,
-    enc: Encoding,
+    enc: layout.Encoding,
     stage: str,
     settings: str,
     ids: Sequence[str],
@@ -145,7 +134,7 @@ def time_profile(
 
 def line_grid(
     data: pd.DataFrame,
-    enc: Encoding,
+    enc: layout.Encoding,
     spec: Lines,
     settings: str,
     ids: Sequence[str],
@@ -161,50 +150,50 @@ def line_grid(
         data = _over_seeds(data, enc, spec)
         ids = [k for k in _configuration(enc) if k in data.columns]
     data = data.assign(**{LINE: data.groupby(list(ids), sort=False, dropna=False).ngroup()})
-    layout = grid(data, enc)
+    panel_grid = layout.grid(data, enc)
     palette = (
-        (dict(enc.palette) or colors(data[enc.color], enc.color))
+        (dict(enc.palette) or layout.colors(data[enc.color], enc.color))
         if enc.color
-        else {format_value(None): "tab:blue"}
+        else {layout.format_value(None): "tab:blue"}
     )
     styles = _styles(data, enc)
     marked = _marked(data, spec)
     marks = _unplottable(data[spec.y], spec.logy)
     handles = _legend_handles(enc, palette, styles, marks, marked, spec)
-    ranges = _ranges(data, layout, spec)
-    titles = [panel_title(p.title) for p in layout.panels]
-    fig, axes = figure_grid(
-        layout.nrows,
-        layout.ncols,
-        _title(spec, settings, enc, layout, own=len(set(ranges)) > 1),
-        side=legend_width([h.get_label() for h in handles]),
+    ranges = _ranges(data, panel_grid, spec)
+    titles = [layout.panel_title(p.title) for p in panel_grid.panels]
+    fig, axes = layout.figure_grid(
+        panel_grid.nrows,
+        panel_grid.ncols,
+        _title(spec, settings, enc, panel_grid, own=len(set(ranges)) > 1),
+        side=layout.legend_width([h.get_label() for h in handles]),
         shared_y=len(set(ranges)) == 1,
         title_lines=max((t.count("\n") + 1 for t in titles), default=1),
     )
-    for panel, title, ylim in zip(layout.panels, titles, ranges, strict=True):
+    for panel, title, ylim in zip(panel_grid.panels, titles, ranges, strict=True):
         ax = axes[panel.row, panel.col]
-        rows = select(data, panel.match)
+        rows = layout.select(data, panel.match)
         _draw_panel(ax, rows, enc, spec, palette, styles, ylim, marked)
         ax.set_title(title, fontsize=9, y=1.0, pad=4)  # fixed y: no costly auto-placement
         if overlay is not None and len(rows):
             overlay(ax, rows.drop(columns=[LINE, LOW, HIGH], errors="ignore"))
         ax.set_xlim(_range(rows[spec.x].to_numpy(dtype=np.float64), log=False))
         ax.set_ylim(ylim)
-    _finish_axes(fig, axes, layout, spec)
+    _finish_axes(fig, axes, panel_grid, spec)
     if handles:
-        anchor = legend_anchor(fig)
+        anchor = layout.legend_anchor(fig)
         fig.legend(handles=handles, loc="upper left", bbox_to_anchor=anchor, fontsize=8,
                    frameon=False)  # fmt: skip
     return fig
 
 
-def _configuration(enc: Encoding) -> list[str]:
+def _configuration(enc: layout.Encoding) -> list[str]:
     """The keys that tell configurations apart (every encoded key but the seeds)."""
     keys = (enc.color, enc.style, enc.col, enc.row, *enc.lines)
     return [k for k in dict.fromkeys(keys) if k is not None and k not in enc.band]
 
 
-def _over_seeds(data: pd.DataFrame, enc: Encoding, spec: Lines) -> pd.DataFrame:
+def _over_seeds(data: pd.DataFrame, enc: layout.Encoding, spec: Lines) -> pd.DataFrame:
     """One row per configuration and x: the mean over seeds (geometric on a log axis, over the
     drawable values) as y, and the smallest and largest seed's value as the band."""
     keys = [k for k in _configuration(enc) if k in data.columns]
@@ -222,28 +211,31 @@ def _over_seeds(data: pd.DataFrame, enc: Encoding, spec: Lines) -> pd.DataFrame:
     return out.drop(columns="_level").reset_index().sort_values([*keys, spec.x], kind="stable")
 
 
-def _ranges(data: pd.DataFrame, layout: Grid, spec: Lines) -> list[tuple[float, float]]:
+def _ranges(data: pd.DataFrame, panel_grid: layout.Grid, spec: Lines) -> list[tuple[float, float]]:
     """Each panel's y range: one for all, or each its own when one cannot show them all."""
     columns = [c for c in (spec.y, LOW, HIGH) if c in data.columns]
     values = data[columns].to_numpy(dtype=np.float64).ravel()
     shared = _range(values, spec.logy)
-    if not spec.logy or len(layout.panels) < 2:
-        return [shared] * len(layout.panels)
+    if not spec.logy or len(panel_grid.panels) < 2:
+        return [shared] * len(panel_grid.panels)
     own = [
-        _range(select(data, p.match)[columns].to_numpy(dtype=np.float64).ravel(), True)
-        for p in layout.panels
+        _range(layout.select(data, p.match)[columns].to_numpy(dtype=np.float64).ravel(), True)
+        for p in panel_grid.panels
     ]
     span = np.log10(shared[1] / shared[0])
     narrow = min(np.log10(high / low) for low, high in own)
     return own if span > OWN_RANGE_DECADES and narrow < span / 2 else [shared] * len(own)
 
 
-def _styles(data: pd.DataFrame, enc: Encoding) -> dict[str, str]:
+def _styles(data: pd.DataFrame, enc: layout.Encoding) -> dict[str, str]:
     """A line style per value of the style key (the sweeps of a compare)."""
     if enc.style is None:
-        return {format_value(None): "-"}
-    values = ordered_values(data[enc.style])
-    return {format_value(v): LINE_STYLES[i % len(LINE_STYLES)] for i, v in enumerate(values)}
+        return {layout.format_value(None): "-"}
+    values = layout.ordered_values(data[enc.style])
+    return {
+        layout.format_value(v): layout.LINE_STYLES[i % len(layout.LINE_STYLES)]
+        for i, v in enumerate(values)
+    }
 
 
 def _marked(data: pd.DataFrame, spec: Lines) -> bool:
@@ -255,7 +247,7 @@ def _marked(data: pd.DataFrame, spec: Lines) -> bool:
 def _draw_panel(
     ax: Axes,
     rows: pd.DataFrame,
-    enc: Encoding,
+    enc: layout.Encoding,
     spec: Lines,
     palette: dict[str, Any],
     styles: dict[str, str],
@@ -272,8 +264,8 @@ def _draw_panel(
     groups = rows.groupby(keys, sort=False, dropna=False) if keys else [((), rows)]
     for value, group in groups:
         value = dict(zip(keys, value if isinstance(value, tuple) else (value,), strict=True))
-        color = palette[format_value(value.get(enc.color))]
-        style = styles[format_value(value.get(enc.style))]
+        color = palette[layout.format_value(value.get(enc.color))]
+        style = styles[layout.format_value(value.get(enc.style))]
         lines = _lines(group, spec.x, spec.y)
         alpha = max(0.3, 1 / np.sqrt(len(lines))) if lines and not enc.band else 1.0
         segments, points, special = _segments(lines, spec.logy)
@@ -366,9 +358,9 @@ _MARKS = {  # values a log axis cannot show, marked at its bottom (0) or top (in
 }
 
 
-def _finish_axes(fig: Figure, axes: np.ndarray, layout: Grid, spec: Lines) -> None:
+def _finish_axes(fig: Figure, axes: np.ndarray, panel_grid: layout.Grid, spec: Lines) -> None:
     """Labels on the outer panels only; cells of a wrapped grid without a panel removed."""
-    used = {(p.row, p.col) for p in layout.panels}
+    used = {(p.row, p.col) for p in panel_grid.panels}
     for (i, j), ax in np.ndenumerate(axes):
         if (i, j) not in used:
             fig.delaxes(ax)
@@ -388,7 +380,7 @@ def _unplottable(values: pd.Series, logy: bool) -> list[str]:
 
 
 def _legend_handles(
-    enc: Encoding,
+    enc: layout.Encoding,
     palette: dict,
     styles: dict[str, str],
     marks: list[str],
@@ -416,7 +408,9 @@ def _legend_handles(
     ]
 
 
-def _title(spec: Lines, settings: str, enc: Encoding, layout: Grid, own: bool = False) -> str:
+def _title(
+    spec: Lines, settings: str, enc: layout.Encoding, panel_grid: layout.Grid, own: bool = False
+) -> str:
     parts = [spec.title + (f" — {settings}" if settings else "")]
     others = [k for k in enc.lines if k not in enc.band]
     if enc.band:
@@ -425,9 +419,9 @@ def _title(spec: Lines, settings: str, enc: Encoding, layout: Grid, own: bool = 
         parts.append(f"lines of one colour differ in {', '.join(others)}")
     if own:
         parts.append("each panel has its own y range (the values span too many decades for one)")
-    if layout.left_out:
+    if panel_grid.left_out:
         parts.append(
-            f"{len(layout.left_out)} panels left out: {', '.join(layout.left_out[:6])}"
-            + (" …" if len(layout.left_out) > 6 else "")
+            f"{len(panel_grid.left_out)} panels left out: {', '.join(panel_grid.left_out[:6])}"
+            + (" …" if len(panel_grid.left_out) > 6 else "")
         )
     return "\n".join(parts)
