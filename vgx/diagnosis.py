@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from torch import Tensor, nn
 
-from vgx.experiments import fmt, require_runs, tables_of
+from vgx.evidence import fmt, require_runs, tables_of
 from vgx.models import ACTIVATIONS, INITS, MODELS, Residual, resolve_init
 from vgx.probe import GradientProbe
 from vgx.probe.stats import RAW, activation_shape
