@@ -32,13 +32,13 @@ from vgx.models import ACTIVATIONS, INITS, MODELS, Residual, resolve_init
 from vgx.probe import GradientProbe
 from vgx.probe.stats import RAW, activation_shape
 from vgx.runs import SWEEP, Sweep, load_sweep
+from vgx.schema import NORM_KIND
 from vgx.summary import log10_ratio
 from vgx.theory import fit_slope, predicted_slope
 
 VANISH_DECADES = 2.0
 SATURATED = 0.3
 DEAD = 0.9
-NORM_KIND = "norm"
 RECURRENT_KINDS = ("rnn", "lstm", "gru")
 REMEDY_KEYS = ("act", "init", "norm", "skip", "model", "recurrent_init", "forget_bias", "clip")
 VANISHING, EXPLODING, NONFINITE, SATURATION, DEAD_UNITS = (

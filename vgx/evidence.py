@@ -13,6 +13,7 @@ import pandas as pd
 
 from vgx.errors import VgxError
 from vgx.runs import SWEEP, Sweep
+from vgx.schema import NORM_KIND
 from vgx.theory import fit_slope, theory_summary
 
 
@@ -56,7 +57,7 @@ class SweepTables:
     def per_layer(self, metric: str, stage: str, **config: Any) -> np.ndarray:
         """`{metric}_{stage}` of the weight layers (norm layers left out) in forward order."""
         runs = self.rows(**config)["run"]
-        frame = self.layers[self.layers["run"].isin(runs) & (self.layers["kind"] != "norm")]
+        frame = self.layers[self.layers["run"].isin(runs) & (self.layers["kind"] != NORM_KIND)]
         values = frame.groupby("layer")[f"{metric}_{stage}"].mean().sort_index()
         return values.to_numpy(dtype=np.float64)
 

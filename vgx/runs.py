@@ -30,10 +30,10 @@ import yaml
 
 from vgx.config import flatten
 from vgx.errors import VgxError
-from vgx.schema import FIRST_VERSION, SCHEMA_VERSION, stored_columns, upgrade, version_of
+from vgx.schema import FIRST_VERSION, NORM_KIND, SCHEMA_VERSION, stored_columns, upgrade, version_of
 from vgx.status import CORRUPT, DIVERGED
 from vgx.store import RunDir, chunk_files, find_runs
-from vgx.summary import NORM_KIND, SUMMARY_KEYS, gradient_summary, trained
+from vgx.summary import SUMMARY_KEYS, gradient_summary, trained
 from vgx.theory import THEORY_KEYS, fit_slope, theory_summary
 
 LAYER_METRICS = (

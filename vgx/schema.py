@@ -16,6 +16,9 @@ import pandas as pd
 
 SCHEMA_VERSION = 2
 FIRST_VERSION = 1
+# layers.csv's `kind` of normalisation layers: they have no weight layer's ‖∂L/∂h‖ of their own,
+# so every first/last-layer ratio and slope leaves them out.
+NORM_KIND = "norm"
 
 # What each version changed in the run's own tables: table -> {old name: new name}, and the
 # columns it added (NaN when an older run is read). CHANGELOG.md lists these and the report's.

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 
-NORM_KIND = "norm"  # normalisation layers: their own kind, excluded from first/last layer
+from vgx.schema import NORM_KIND
 
 NEAR_CHANCE = 2.0  # test accuracy below twice chance (0.2 of 10 classes): did not train
 LOSS_FALLEN = 0.9  # last training loss above 90% of the first: did not train

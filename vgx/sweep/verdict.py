@@ -16,11 +16,11 @@ import pandas as pd
 
 from vgx.diagnosis import VANISH_DECADES
 from vgx.runs import SWEEP
+from vgx.schema import NORM_KIND
 from vgx.status import DONE
 from vgx.summary import TRAINED_MEANING
 from vgx.theory import fit_slope
 
-NORM_KIND = "norm"  # normalisation layers have no weight layer's ‖∂L/∂h‖ of their own
 TRAINED, NOT_TRAINED, UNKNOWN = "yes", "no", "?"
 LEGEND_WIDTH = 100
 VERDICT_LEGEND = (
