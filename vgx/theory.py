@@ -200,7 +200,7 @@ def _mlp_theory_inputs(
     if model != "mlp" or norm != "none" or skip not in SKIPS:
         return None  # CNN, RNN, normalisation: not these mean-field maps
     act, init = flat.get("act"), flat.get("init", "default")
-    if not isinstance(act, str) or act not in ACTIVATIONS or init not in INITS:
+    if act not in ACTIVATIONS or not isinstance(act, str) or init not in INITS:
         return None
     variance = resolve_init(init, act).variance  # vgx.models.init: each init's σ_w², σ_b²
     width, std = int(flat["width"]), float(flat.get("init_std", 0.05))

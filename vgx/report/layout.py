@@ -44,8 +44,6 @@ TITLE_KEYS = (
 )
 
 
-# Qualitative colours for named values: a value's colour is its place in its registry (act=relu
-# is the same colour in every report and compare); tab10, then Dark2 and Set1 for long registries.
 def _listed_colors(name: str) -> tuple[Any, ...]:
     """The colours of a qualitative colormap, which matplotlib keeps as a ListedColormap."""
     colormap = mpl.colormaps[name]
@@ -54,6 +52,8 @@ def _listed_colors(name: str) -> tuple[Any, ...]:
     return tuple(cast(Sequence[Any], colormap.colors))
 
 
+# Qualitative colours for named values: a value's colour is its place in its registry (act=relu
+# is the same colour in every report and compare); tab10, then Dark2 and Set1 for long registries.
 QUALITATIVE = (*_listed_colors("tab10"), *_listed_colors("Dark2"), *_listed_colors("Set1"))
 LINE_STYLES = ("-", "--", ":", "-.")  # the sweeps of a compare, in order
 
