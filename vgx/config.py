@@ -7,10 +7,10 @@ Fields are plain strings checked against the registries (not Enums) so that one 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 # Keys that change how a run executes, not what it computes: they enter neither the config hash
 # (a resumed run is reused whatever they say) nor a run's or a sweep's directory name. The one
@@ -103,6 +103,18 @@ def register_configs() -> None:
     store.store(name="vgx_schema", node=VgxConfig)
     store.store(group="model", name="model_schema", node=ModelConfig)
     store.store(group="data", name="data_schema", node=DataConfig)
+
+
+def to_dict(cfg: DictConfig, resolve: bool = True) -> dict[str, Any]:
+    """`cfg` as plain dicts and lists.
+
+    OmegaConf types to_container's result for every kind of node and key; a DictConfig gives a
+    dict, and every key of vgx's configs (the schema's, Hydra's, a sweep's params) is a str: the
+    cast states what the stubs cannot know.
+    """
+    container = OmegaConf.to_container(cfg, resolve=resolve)
+    assert isinstance(container, dict), "a DictConfig converts to a dict"
+    return cast(dict[str, Any], container)
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -155,7 +155,9 @@ def _init_name(config: Mapping[str, Any]) -> Any:
     """`init=auto` as the registered init it resolves to (he_normal for relu), so that a remedy
     the run already applies is not suggested."""
     init, act, model = config.get("init"), config.get("act"), config.get("model", "mlp")
-    if init not in INITS or not INITS[init].auto or act not in ACTIVATIONS:
+    if init not in INITS or not isinstance(init, str) or not INITS[init].auto:
+        return init
+    if act not in ACTIVATIONS or not isinstance(act, str):
         return init
     chosen = resolve_init(init, act, model if model in MODELS else "mlp")
     return next((name for name, entry in INITS.items() if entry is chosen), init)
@@ -515,7 +517,7 @@ def _rank(summary: pd.DataFrame, key: str, time_spans: dict[str, float | None]) 
         value=summary[key].map(_value_label),
         ratio=summary["decades_lost_act_init"].astype(float).abs(),
         time=[
-            abs(time_spans[run] if time_spans[run] is not None else math.nan)
+            abs(span) if (span := time_spans[run]) is not None else math.nan
             for run in summary["run"]
         ],
         accuracy=summary["test_accuracy_final"].astype(float),

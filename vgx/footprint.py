@@ -37,6 +37,11 @@ class DataShape:
     outputs: int
 
 
+def _image_shape(size: tuple[int, int]) -> Callable[[Any, int], DataShape]:
+    """An image set's shape: the whole files are read before n_train, n_test choose from them."""
+    return lambda d, t: DataShape(size[0], 1, size[1], 10)
+
+
 DATA_SHAPES: dict[str, Callable[[Any, int], DataShape]] = {
     "digits": lambda d, t: DataShape(DIGITS[0], 1, DIGITS[1], DIGITS[2]),
     "synthetic": lambda d, t: DataShape(d.n_train + d.n_test, 1, d.n_features, d.n_classes),
@@ -44,11 +49,7 @@ DATA_SHAPES: dict[str, Callable[[Any, int], DataShape]] = {
     "copy": lambda d, t: DataShape(
         d.n_train + d.n_test, 2 * d.copy_len + t, d.n_symbols + 2, d.n_symbols
     ),
-    # the whole files are read before n_train, n_test choose from them
-    **{
-        name: lambda d, t, size=size: DataShape(size[0], 1, size[1], 10)
-        for name, size in IMAGE_SIZES.items()
-    },
+    **{name: _image_shape(size) for name, size in IMAGE_SIZES.items()},
 }
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, overload
 
 from vgx.errors import ConfigError
 
 T = TypeVar("T")
+D = TypeVar("D")
 
 
 class Registry(Mapping[str, T], Generic[T]):
@@ -41,7 +42,14 @@ class Registry(Mapping[str, T], Generic[T]):
     def __contains__(self, name: object) -> bool:  # Mapping's default would raise ConfigError
         return name in self._items
 
-    def get(self, name: str, default: T | None = None) -> T | None:
+    # Mapping.get calls __getitem__ and catches KeyError, which ConfigError is not: look up here.
+    @overload
+    def get(self, name: str, /) -> T | None: ...
+    @overload
+    def get(self, name: str, default: T, /) -> T: ...
+    @overload
+    def get(self, name: str, default: D, /) -> T | D: ...
+    def get(self, name: str, default: T | D | None = None, /) -> T | D | None:
         return self._items.get(name, default)
 
     def unknown(self, value: object) -> str:

@@ -30,7 +30,7 @@ import torch
 from numpy.polynomial.legendre import leggauss
 from omegaconf import DictConfig, OmegaConf
 
-from vgx.config import DataConfig, flatten
+from vgx.config import DataConfig, flatten, to_dict
 from vgx.models import ACTIVATIONS, INITS, SKIPS, resolve_init
 
 # Panels of z = 0 … 10 on each side, graded toward 0 where ReLU-like activations have kinks and
@@ -71,8 +71,8 @@ def activation_and_slope(act: str, x: torch.Tensor) -> tuple[torch.Tensor, torch
 def gaussian_moments(act: str, q: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(E[φ(√q z)²], E[φ'(√q z)²]) for each length q, by Gauss-Hermite quadrature."""
     z, w = _quadrature()
-    q = torch.from_numpy(np.clip(np.atleast_1d(np.asarray(q, dtype=np.float64)), Q_MIN, Q_MAX))
-    phi, slope = activation_and_slope(act, q.sqrt()[:, None] * z[None, :])
+    lengths = np.clip(np.atleast_1d(np.asarray(q, dtype=np.float64)), Q_MIN, Q_MAX)
+    phi, slope = activation_and_slope(act, torch.from_numpy(lengths).sqrt()[:, None] * z[None, :])
     return (phi.square() @ w).numpy(), (slope.square() @ w).numpy()
 
 
@@ -155,9 +155,7 @@ def fit_slope(log10_norms: np.ndarray | list[float]) -> float:
 
 def _flat(cfg: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
     """A run config (composed, nested or already flat as in summary.csv) as one flat dict."""
-    if isinstance(cfg, DictConfig):
-        cfg = OmegaConf.to_container(cfg, resolve=True)
-    return flatten(dict(cfg))
+    return flatten(to_dict(cfg) if isinstance(cfg, DictConfig) else dict(cfg))
 
 
 @lru_cache(maxsize=32)
@@ -202,7 +200,7 @@ def _mlp_theory_inputs(
     if model != "mlp" or norm != "none" or skip not in SKIPS:
         return None  # CNN, RNN, normalisation: not these mean-field maps
     act, init = flat.get("act"), flat.get("init", "default")
-    if act not in ACTIVATIONS or init not in INITS:
+    if act not in ACTIVATIONS or not isinstance(act, str) or init not in INITS:
         return None
     variance = resolve_init(init, act).variance  # vgx.models.init: each init's σ_w², σ_b²
     width, std = int(flat["width"]), float(flat.get("init_std", 0.05))

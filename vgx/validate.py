@@ -17,9 +17,9 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Glob, Override, QuotedString
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from vgx.config import DataConfig, ModelConfig, ProbeConfig, VgxConfig
+from vgx.config import DataConfig, ModelConfig, ProbeConfig, VgxConfig, to_dict
 from vgx.data import DATASETS
 from vgx.errors import ConfigError
 from vgx.footprint import footprint, free_memory
@@ -46,7 +46,7 @@ def experiment_names() -> list[str]:
 
 
 @cache  # read once: check_value asks for every value of every key
-def choices() -> dict[str, Mapping[str, Any]]:
+def choices() -> dict[str, Registry[Any]]:
     """Every key whose value is a name, with its registry: what `vgx list` prints."""
     experiments: Registry[None] = Registry("experiment", "canned sweep of a classic result")
     for name in experiment_names():
@@ -117,7 +117,7 @@ MAX_INT = 2**31 - 1
 UPPER_BOUNDS = {"depth": 100_000}
 
 
-def _fields(schema: type, prefix: str = "") -> dict[str, type]:
+def _fields(schema: type, prefix: str = "") -> dict[str, type[Any] | str]:
     return {f"{prefix}{f.name}": f.type for f in dataclasses.fields(schema)}
 
 
@@ -239,7 +239,7 @@ def expand_globs(overrides: list[str]) -> list[str]:
 def check_config(cfg: DictConfig) -> None:
     """Check a composed run config key by key, then its size against the memory free for it
     (combinations are checked when the model is built, which this check comes before)."""
-    flat = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    flat = _flatten(to_dict(cfg))
     for key, value in flat.items():
         if key == "experiment" and not value:
             continue

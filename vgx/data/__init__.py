@@ -113,9 +113,9 @@ DATASETS: Registry[Loader] = Registry("data", "bundled or generated dataset")
 def _split(name: str, x: np.ndarray, y: np.ndarray, n_test: int, seed: int, **kw: Any) -> Dataset:
     """Shuffle deterministically and hold out `n_test` examples."""
     order = np.random.default_rng(seed).permutation(len(x))
-    x, y = torch.as_tensor(x[order]), torch.as_tensor(y[order])
+    xs, ys = torch.as_tensor(x[order]), torch.as_tensor(y[order])
     return Dataset(
-        name, x_train=x[n_test:], y_train=y[n_test:], x_test=x[:n_test], y_test=y[:n_test], **kw
+        name, x_train=xs[n_test:], y_train=ys[n_test:], x_test=xs[:n_test], y_test=ys[:n_test], **kw
     )
 
 

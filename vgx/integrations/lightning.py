@@ -140,8 +140,8 @@ class GradientProbeCallback(Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any, **kwargs: Any
     ) -> None:
-        if self._probe is None or not self._captured:
-            return  # an accumulation micro-batch: the optimizer has not stepped yet
+        if self._probe is None or self.run is None or not self._captured:
+            return  # not rank 0, or an accumulation micro-batch: the optimizer has not stepped
         self._probe.commit()
         self._captured = False
         self._steps_done = trainer.global_step
@@ -183,8 +183,8 @@ class GradientProbeCallback(Callback):
     def _finish(self, status: str, **fields: Any) -> None:
         """Close the probe, write layers.csv and the summary, then the final status."""
         probe, writer, self._probe = self._probe, self._writer, None
-        if probe is None or self.run is None:
-            return
+        if probe is None or writer is None or self.run is None:
+            return  # not rank 0 (on_fit_start sets all three), or finished already
         probe.close()
         writer.close()
         if self._steps_done and not self.run.layers_file.exists():

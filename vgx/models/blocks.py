@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -109,7 +110,10 @@ def _numbered(layer: list[tuple[str, nn.Module]], n: int) -> list[tuple[str, nn.
     return [(f"{name}{n}", module) for name, module in layer]
 
 
-BlockFn = Callable[[Parts, int, int, int], nn.Module]
+class BlockFn(Protocol):
+    """A block builder; a Protocol because Callable cannot say that `stride` defaults to 1."""
+
+    def __call__(self, parts: Parts, fan_in: int, fan_out: int, stride: int = 1) -> nn.Module: ...
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from torch import Tensor, nn
 
 from vgx.registry import Registry
 
-InitFn = Callable[[Tensor, float], None]  # (weight, init_std) -> fills weight in place
+# (weight, init_std): fills weight in place; what it returns (nn.init's return the weight) is unused
+InitFn = Callable[[Tensor, float], object]
 # (fan_in, fan_out, init_std) -> (σ_w², σ_b²): weight variance × fan_in, and the bias variance.
 VarianceFn = Callable[[int, int, float], tuple[float, float]]
 

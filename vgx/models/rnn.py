@@ -5,6 +5,7 @@ Each layer is its own module so the probe sees every layer (and its hidden state
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 from torch import Tensor, nn
@@ -14,7 +15,9 @@ from vgx.models.blocks import Residual
 from vgx.models.layers import NORMS, RNN, RNN_ACTIVATIONS
 from vgx.models.spec import NetSpec
 
-CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+# Constructors, not type[nn.RNNBase]: RNNBase's own __init__ takes the mode first, and only RNN
+# takes `nonlinearity`.
+CELLS: dict[str, Callable[..., nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 # skip -> how it wraps a constant-width layer: residual is x + layer(x), the residual stacked
 # LSTM of Wu et al. 2016 (GNMT); the published two-layer blocks are for MLPs and CNNs.
 RECURRENT_SKIPS: dict[str, type[nn.Module] | None] = {"none": None, "residual": Residual}

@@ -177,7 +177,7 @@ def _figures(
     jobs: dict[str, tuple[Callable[..., Figure], tuple[Any, ...]]] = {}
     for stage in ("init", "final"):
         for metric, name in (("grad_norm", "grad"), ("act_grad_norm", "act_grad")):
-            args = (layers, enc, metric, stage, settings, ids)
+            args: tuple[Any, ...] = (layers, enc, metric, stage, settings, ids)
             if (metric, stage) == ("act_grad_norm", "init"):  # what the theory predicts
                 args += (partial(predicted_lines, summary, f"{metric}_{stage}"),)
             jobs[f"{name}_vs_layer_{stage}"] = (layer_profile, args)

@@ -105,6 +105,7 @@ def _special(maps: Sequence[Heatmap]) -> set[str]:
 
 def _displayable(values: np.ndarray, norm: LogNorm) -> np.ndarray:
     """Exact zeros just below the scale (drawn black), infinities just above it (drawn red)."""
+    assert norm.vmin is not None and norm.vmax is not None, "_scale sets both bounds"
     shown = values.copy()
     shown[shown == 0] = norm.vmin / 10
     shown[np.isposinf(shown)] = norm.vmax * 10

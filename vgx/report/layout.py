@@ -7,11 +7,12 @@ import textwrap
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import matplotlib as mpl
 import numpy as np
 import pandas as pd
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
 from vgx.runs import sort_key
@@ -43,13 +44,17 @@ TITLE_KEYS = (
 )
 
 
+def _listed_colors(name: str) -> tuple[Any, ...]:
+    """The colours of a qualitative colormap, which matplotlib keeps as a ListedColormap."""
+    colormap = mpl.colormaps[name]
+    assert isinstance(colormap, ListedColormap), f"{name} is not a list of colours"
+    # The stubs type `colors` as any ArrayLike or one colour; a qualitative map holds a sequence.
+    return tuple(cast(Sequence[Any], colormap.colors))
+
+
 # Qualitative colours for named values: a value's colour is its place in its registry (act=relu
 # is the same colour in every report and compare); tab10, then Dark2 and Set1 for long registries.
-QUALITATIVE = (
-    *mpl.colormaps["tab10"].colors,
-    *mpl.colormaps["Dark2"].colors,
-    *mpl.colormaps["Set1"].colors,
-)
+QUALITATIVE = (*_listed_colors("tab10"), *_listed_colors("Dark2"), *_listed_colors("Set1"))
 LINE_STYLES = ("-", "--", ":", "-.")  # the sweeps of a compare, in order
 
 

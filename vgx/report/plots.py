@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
@@ -166,7 +167,7 @@ def line_grid(
         panel_grid.nrows,
         panel_grid.ncols,
         _title(spec, settings, enc, panel_grid, own=len(set(ranges)) > 1),
-        side=layout.legend_width([h.get_label() for h in handles]),
+        side=layout.legend_width([str(h.get_label()) for h in handles]),  # every handle has one
         shared_y=len(set(ranges)) == 1,
         title_lines=max((t.count("\n") + 1 for t in titles), default=1),
     )
@@ -386,12 +387,14 @@ def _legend_handles(
     marks: list[str],
     marked: bool,
     spec: Lines,
-) -> list[Line2D]:
+) -> list[Artist]:
     """Entries drawn as the data is: the colour values ('act=relu', with a dot where points are
     marked), the line styles (sweeps), then the marks for 0 and inf."""
-    dot = {"marker": "o", "markersize": 4} if marked else {}
-    handles = [
-        Line2D([], [], color=color, lw=2, label=f"{enc.color}={value}", **dot)
+    marker, size = ("o", 4) if marked else (None, None)  # None: matplotlib's defaults
+    handles: list[Artist] = [
+        Line2D(
+            [], [], color=color, lw=2, label=f"{enc.color}={value}", marker=marker, markersize=size
+        )
         for value, color in palette.items()
         if enc.color
     ]

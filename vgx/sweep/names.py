@@ -34,10 +34,16 @@ def safe_name(text: str, empty: str = "base") -> str:
     return name
 
 
+def typed_text(override: Override) -> str:
+    """What the user typed for `override`: OverridesParser sets it on everything it parses."""
+    assert override.input_line is not None, f"{override.key_or_group} was not parsed from text"
+    return override.input_line
+
+
 def identity_name(overrides: list[Override], sep: str) -> str:
     """The default directory name of the command that gave `overrides` (Hydra's keys apart)."""
     named = [
-        unquote(o.input_line)
+        unquote(typed_text(o))
         for o in overrides
         if not o.key_or_group.startswith("hydra") and o.key_or_group not in EXECUTION_KEYS
     ]

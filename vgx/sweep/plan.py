@@ -16,11 +16,11 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
 
+from vgx.config import to_dict
 from vgx.environment import usable_cores
 from vgx.errors import ConfigError
-from vgx.sweep.names import identity_name, safe_name
+from vgx.sweep.names import identity_name, safe_name, typed_text
 from vgx.validate import check_overrides, expand, parse_overrides
 
 SWEEPS_ROOT = Path("outputs/sweeps")
@@ -48,7 +48,7 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
     """Check every value of the sweep and work out its size, directory and launcher."""
     check_overrides(overrides)
     parsed = parse_overrides(overrides)
-    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    fixed = [typed_text(o) for o in parsed if not o.is_sweep_override()]
     swept = {
         o.key_or_group: o for o in parsed if o.is_sweep_override() and not o.is_hydra_override()
     }
@@ -58,7 +58,7 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
     except HydraException as err:
         raise ConfigError(str(err).strip().splitlines()[0]) from None
     params = cfg.hydra.sweeper.params
-    params = OmegaConf.to_container(params, resolve=False) if params is not None else {}
+    params = to_dict(params, resolve=False) if params is not None else {}
     from_config = [f"{k}={v}" for k, v in params.items() if k not in swept]
     check_overrides(from_config)  # an experiment file's sweep values get the same checks
     for override in parse_overrides(from_config):
@@ -102,10 +102,10 @@ def sweep_jobs(overrides: list[str]) -> list[tuple[list[str], str | None]]:
     custom_subdir = any(o.split("=", 1)[0].lstrip("+") == "hydra.sweep.subdir" for o in overrides)
     try:
         with initialize_config_module("vgx.configs", version_base="1.3"):
-            fixed = [o.input_line for o in parse_overrides(task) if not o.is_sweep_override()]
+            fixed = [typed_text(o) for o in parse_overrides(task) if not o.is_sweep_override()]
             cfg = compose("config", overrides=fixed, return_hydra_config=True)
             params = cfg.hydra.sweeper.params
-            params = OmegaConf.to_container(params, resolve=False) if params is not None else {}
+            params = to_dict(params, resolve=False) if params is not None else {}
             parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
             parsed = parser.parse_overrides([*(f"{k}={v}" for k, v in params.items()), *task])
             (jobs,) = BasicSweeper.split_arguments(parsed, None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import textwrap
 from collections.abc import Sequence
+from typing import SupportsFloat
 
 import numpy as np
 import pandas as pd
@@ -87,7 +88,7 @@ def _trained(run: pd.Series) -> str:
     return f"{TRAINED} ({int(step)})" if pd.notna(step) else TRAINED
 
 
-def _number(value: object, spec: str) -> str:
+def _number(value: SupportsFloat | None, spec: str) -> str:
     return "-" if value is None or pd.isna(value) else format(float(value), spec)
 
 
@@ -96,7 +97,7 @@ def _decades(run: pd.Series) -> str:
     return f"{_number(init, '+.1f')} → {_number(end, '+.1f')}"
 
 
-def _float(value: object) -> float:
+def _float(value: SupportsFloat | None) -> float:
     return math.nan if value is None or pd.isna(value) else float(value)
 
 
@@ -126,6 +127,6 @@ def _where(profile: pd.DataFrame) -> str:
     return "; ".join(found) or "none"
 
 
-def _slopes(profile: pd.DataFrame, predicted: object) -> str:
+def _slopes(profile: pd.DataFrame, predicted: SupportsFloat | None) -> str:
     measured = fit_slope(profile["log10"].to_numpy(np.float64))
     return f"{_number(measured, '+.2f')} / {_number(predicted, '+.2f')}"
