@@ -58,6 +58,8 @@ VGX_FLAGS = {
     "--no-report": "run, sweep: do not write the report when the run or sweep ends",
     "--redo": "rerun every run, also those already finished with the same config",
     "--debug": "show tracebacks instead of one-line errors",
+    "--detach": "sweep: the front end leaves the terminal (new session, log and pid in the sweep "
+    "directory; `vgx status DIR` says whether it is alive)",
     "--allow-unsafe-overrides": "accept overrides that run code (_target_, hydra.callbacks) or "
     "write outside the sweep directory (see README, Security)",
 }
@@ -225,6 +227,8 @@ def cmd_sweep(args: list[str]) -> int:
     if "--redo" in flags:
         os.environ["VGX_REDO"] = "1"
     writable_dir(sweep_dir, "hydra.sweep.dir")
+    if "--detach" in flags:
+        return detach_sweep(sweep_dir, [a for a in args if a != "--detach"])
     try:
         write_manifest(sweep_dir, overrides, sweep_jobs(overrides))
     except OSError as err:
@@ -240,6 +244,18 @@ def cmd_sweep(args: list[str]) -> int:
     if "--no-report" not in flags:
         write_report(sweep_dir)
     return EXIT_FAILED if counts[FAILED] or unrecorded > 0 else 0
+
+
+def detach_sweep(sweep_dir: Path, args: list[str]) -> int:
+    """Start the same sweep as a detached front end and say where to watch it."""
+    from vgx.sweep.detach import detach
+
+    record = detach(sweep_dir, args)
+    print(
+        f"sweep detached: pid {record['pid']}, output in {record['log']}\n"
+        f"watch it with: vgx status {sweep_dir}"
+    )
+    return 0
 
 
 def local_pool(plan: SweepPlan) -> AbstractContextManager[object]:
@@ -427,6 +443,14 @@ def cmd_compare(args: list[str]) -> int:
     return 0
 
 
+def cmd_status(args: list[str]) -> int:
+    """How far a sweep is, from its files: counts, slowest and failed runs, jobs, front end."""
+    from vgx.sweep.status_view import collect, render
+
+    print(render(collect(_one_directory("status", args))))
+    return 0
+
+
 def cmd_list(args: list[str]) -> int:
     """Print the valid choices of every key, and the numeric keys with their defaults."""
     from vgx.validate import BOUNDS, KEY_NOTES, choices, known_keys
@@ -460,6 +484,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str, str]] = {
         "vgx compare DIR DIR ... [--out DIR]",
         "tables and plots across sweeps",
     ),
+    "status": (cmd_status, "vgx status DIR", "how far a sweep is (from its files, any shell)"),
     "diagnose": (cmd_diagnose, "vgx diagnose DIR", "vanishing/exploding layers and remedies"),
     "export": (cmd_export, "vgx export --tensorboard DIR", "runs' metrics as TensorBoard events"),
     "list": (cmd_list, "vgx list", "valid choices for every key"),
@@ -489,6 +514,10 @@ COMMAND_HELP = {
     "layers.csv, PNG plots and index.html, then prints the verdict table.",
     "compare": "Writes OUT_DIR (default outputs/compare/A_vs_B): the tables with a `sweep` column "
     "and side-by-side plots.",
+    "status": "Counts of done, running, failed, diverged, invalid, interrupted and pending runs "
+    "(pending: in the sweep's manifest, not started), the slowest runs, the runs not done with "
+    "their messages, the SLURM jobs that ran them, and whether a detached front end (vgx sweep "
+    "--detach) is alive. Reads only the files, so it works from any shell while the sweep runs.",
     "diagnose": "DIR is a run or a sweep directory. For each run: layers whose back-propagated "
     "gradient is more than 2 decades below (vanishing) or above (exploding) the output layer's, "
     "at init and at the end, saturated and dead units, and the remedies from the literature "
