@@ -1,4 +1,4 @@
-"""`vgx status SWEEP_DIR` reads the sweep's files alone: counts, slowest, failures, jobs, front end."""
+"""`vgx status SWEEP_DIR` from the files alone: counts, slowest, failures, jobs, front end."""
 
 from __future__ import annotations
 
