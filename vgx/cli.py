@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 from hydra.core.plugins import Plugins
 
 from hydra_plugins.vgx_launchers.vgx_local import VgxLocalLauncher
+from hydra_plugins.vgx_launchers.vgx_slurm import VgxSlurmLauncher
 from vgx.config import register_configs
 from vgx.errors import EnvironmentProblem, VgxError, environment_message
 from vgx.interrupts import sigterm_interrupts
@@ -68,7 +69,9 @@ VGX_FLAGS = {
 JOB_WORDS: list[str] = []
 
 register_configs()
-Plugins.instance().register(VgxLocalLauncher)  # Hydra's plugin scan misses editable installs
+# Hydra's plugin scan misses editable installs
+Plugins.instance().register(VgxLocalLauncher)
+Plugins.instance().register(VgxSlurmLauncher)
 # A log line that cannot be written (disk full) must not print a traceback of its own: the run's
 # status.json and the tally say what happened.
 logging.raiseExceptions = False
