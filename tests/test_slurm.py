@@ -6,15 +6,18 @@ skip with one line: slurm-wlm is missing, or no cluster answers.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.helpers import run_vgx
+from tests.helpers import run_vgx, start_vgx
 from vgx.report import build_report
+from vgx.store import RunDir
 
 pytestmark = [
     pytest.mark.slurm,
@@ -30,6 +33,12 @@ SLURM = (
     "hydra.launcher.cpus_per_task=1",
     "hydra.launcher.mem_gb=1",
 )
+VGX_SLURM = ("hydra/launcher=vgx_slurm", "hydra.launcher.partition=debug")
+PACKED = ("sweep", "act=sigmoid,relu,tanh", "depth=2,3", *TINY)
+STEPS = 8000
+LONG = ("sweep", "act=relu", f"steps={STEPS}", "width=8", "threads=1", "--no-report")
+OFTEN = "checkpoint_every=0.002"  # minutes: every 0.12 s
+LONG_RUN = f"act=relu,steps={STEPS},width=8"  # its directory: execution keys are left out
 SAME = ["run", "status", "act", "test_loss_final", "train_loss_final", "decades_lost_grad_init"]
 
 
@@ -57,12 +66,126 @@ def summary(sweep_dir) -> pd.DataFrame:
     return table[SAME].sort_values("run").reset_index(drop=True)
 
 
-def test_submitit_slurm_sweep_matches_the_basic_launcher(tmp_path):
-    sweep = ("sweep", "act=sigmoid,relu", *TINY)
-    basic = run_vgx(*sweep, "hydra/launcher=basic", "hydra.sweep.dir=basic", cwd=tmp_path)
-    slurm = run_vgx(*sweep, *SLURM, "hydra.sweep.dir=slurm", cwd=tmp_path)
-    assert basic.returncode == 0, basic.stderr[-2000:]
-    assert slurm.returncode == 0, slurm.stderr[-2000:]
-    assert "2 done" in slurm.stdout
-    pd.testing.assert_frame_equal(summary(tmp_path / "basic"), summary(tmp_path / "slurm"))
+@pytest.fixture(scope="module")
+def basic(tmp_path_factory) -> Path:
+    """The reference: PACKED's runs, one by one in this process's launcher."""
+    cwd = tmp_path_factory.mktemp("basic")
+    result = run_vgx(*PACKED, "hydra/launcher=basic", "hydra.sweep.dir=basic", cwd=cwd)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return cwd / "basic"
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """PACKED through vgx_slurm, three runs per array task."""
+    cwd = tmp_path_factory.mktemp("packed")
+    result = run_vgx(
+        *PACKED, *VGX_SLURM, "hydra.launcher.runs_per_task=3", "hydra.sweep.dir=p", cwd=cwd
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return cwd / "p", result
+
+
+def test_submitit_slurm_sweep_matches_the_basic_launcher(tmp_path, basic):
+    result = run_vgx(*PACKED, *SLURM, "hydra.sweep.dir=slurm", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "6 done" in result.stdout
+    pd.testing.assert_frame_equal(summary(basic), summary(tmp_path / "slurm"))
+    assert queue_empties()
+
+
+def test_packed_sweep_matches_the_basic_launcher(packed, basic):
+    sweep_dir, result = packed
+    assert "6 done" in result.stdout
+    pd.testing.assert_frame_equal(summary(basic), summary(sweep_dir))
+    assert queue_empties()
+
+
+def test_packed_sweep_runs_as_one_array_task_per_pack(packed):
+    sweep_dir, _ = packed
+    jobs = json.loads((sweep_dir / ".vgx-slurm.json").read_text())["jobs"]
+    assert len(jobs) == 2
+    ran_in = {RunDir(p.parent).read_status()["slurm_job"] for p in sweep_dir.glob("*/status.json")}
+    assert ran_in == set(jobs)
+
+
+def test_vgx_status_shows_a_packed_sweeps_tasks(packed):
+    sweep_dir, _ = packed
+    shown = run_vgx("status", str(sweep_dir), cwd=sweep_dir).stdout
+    assert "6 done, 0 running, 0 failed, 0 diverged, 0 invalid, 0 interrupted, 0 pending" in shown
+    assert "SLURM jobs (2):" in shown
+
+
+def wait_until(predicate, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def preempt(cwd: Path, name: str, *extra: str) -> subprocess.Popen[str]:
+    """Start LONG through vgx_slurm and `scancel --signal=TERM` its task once it checkpointed."""
+    process = start_vgx(*LONG, *VGX_SLURM, OFTEN, f"hydra.sweep.dir={name}", *extra, cwd=cwd)
+    wait_until(lambda: (cwd / name / LONG_RUN / "checkpoint.pt").exists())
+    job = json.loads((cwd / name / ".vgx-slurm.json").read_text())["jobs"][0]
+    subprocess.run(["scancel", "--signal=TERM", job], check=True)
+    return process
+
+
+@pytest.fixture(scope="module")
+def preempted(tmp_path_factory):
+    """LONG preempted by `scancel --signal=TERM`, its status and `vgx status` then, and the
+    same command run again."""
+    cwd = tmp_path_factory.mktemp("preempted")
+    process = preempt(cwd, "s")
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err[-2000:]
+    run = RunDir(cwd / "s" / LONG_RUN)
+    after = run.read_status()
+    shown = run_vgx("status", "s", cwd=cwd).stdout
+    again = run_vgx(*LONG, *VGX_SLURM, OFTEN, "hydra.sweep.dir=s", cwd=cwd)
+    return out, after, shown, again, run
+
+
+def test_scancel_signal_term_ends_the_run_interrupted(preempted):
+    out, after, _, _, _ = preempted
+    assert "1 interrupted" in out
+    assert after["status"] == "interrupted"
+    assert after["message"] == "received signal SIGTERM"
+
+
+def test_vgx_status_shows_the_preempted_run_with_its_signal(preempted):
+    shown = preempted[2]
+    assert "0 done, 0 running, 0 failed, 0 diverged, 0 invalid, 1 interrupted" in shown
+    assert f"interrupted {LONG_RUN}: received signal SIGTERM" in shown
+
+
+def test_running_the_sweep_again_resumes_the_preempted_run(preempted):
+    _, _, _, again, run = preempted
+    assert again.returncode == 0, again.stderr[-2000:]
+    status = run.read_status()
+    assert status["status"] == "done"
+    assert status["resumed_from"] > 0
+    assert run.read_table("steps")["step"].tolist() == list(range(STEPS))
+    assert queue_empties()
+
+
+def requeued(job: str) -> bool:
+    """Whether `job` is back in the queue, pending (SLURM holds a requeued job for 2 minutes)."""
+    found = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True)
+    return found.stdout.strip() == "PENDING"
+
+
+def test_a_requeued_task_resumes_its_preempted_run_itself(tmp_path):
+    process = preempt(tmp_path, "s", "hydra.launcher.requeue=true")
+    job = json.loads((tmp_path / "s" / ".vgx-slurm.json").read_text())["jobs"][0]
+    wait_until(lambda: requeued(job), timeout=60)
+    # SLURM's hold of a requeued job (begin time two minutes on) is lifted to keep the test short.
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+    out, err = process.communicate(timeout=240)
+    assert process.returncode == 0, err[-2000:]
+    assert "1 done" in out
+    run = RunDir(tmp_path / "s" / LONG_RUN)
+    assert run.read_status()["resumed_from"] > 0
+    assert run.read_table("steps")["step"].tolist() == list(range(STEPS))
     assert queue_empties()
