@@ -189,3 +189,15 @@ def test_a_requeued_task_resumes_its_preempted_run_itself(tmp_path):
     assert run.read_status()["resumed_from"] > 0
     assert run.read_table("steps")["step"].tolist() == list(range(STEPS))
     assert queue_empties()
+
+
+def test_a_time_limit_ends_the_run_interrupted_with_its_checkpoint(tmp_path):
+    endless = ("sweep", "act=relu", "steps=1000000", "width=8", "threads=1", "--no-report")
+    limit = ("hydra.launcher.timeout_min=1", "hydra.sweep.dir=s")
+    result = run_vgx(*endless, *VGX_SLURM, OFTEN, *limit, cwd=tmp_path, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "1 interrupted" in result.stdout
+    (run_dir,) = (tmp_path / "s").glob("act=*")
+    assert RunDir(run_dir).read_status()["status"] == "interrupted"
+    assert (run_dir / "checkpoint.pt").exists()
+    assert queue_empties()

@@ -24,7 +24,7 @@ class VgxSlurmLauncherConf:
     runs_per_task: int = 1  # runs packed into one array task, one after another ...
     workers: int = 0  # ... `workers` at a time (0: cpus_per_task)
     array_parallelism: int = 64  # array tasks running at once
-    signal_delay_s: int = 60  # SLURM warns (USR2) this long before the time limit
+    signal_delay_s: int = 60  # SLURM warns (USR2) this long before the limit (≤ a quarter of it)
     requeue: bool = False  # a stopped task requeues itself and resumes its runs
     max_requeues: int = 3
     additional_parameters: dict[str, Any] = field(default_factory=dict)  # more sbatch options

@@ -131,7 +131,8 @@ class VgxSlurmLauncher(Launcher):
             "cpus_per_task": cpus_per_task,
             "mem_gb": mem_gb,
             "slurm_array_parallelism": array_parallelism,
-            "slurm_signal_delay_s": signal_delay_s,
+            # A quarter of a short limit at most: a warning at the start would stop every run.
+            "slurm_signal_delay_s": min(signal_delay_s, timeout_min * 60 // 4),
             "slurm_additional_parameters": dict(additional_parameters or {}),
             "name": "vgx",
         }
