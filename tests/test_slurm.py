@@ -201,3 +201,19 @@ def test_a_time_limit_ends_the_run_interrupted_with_its_checkpoint(tmp_path):
     assert RunDir(run_dir).read_status()["status"] == "interrupted"
     assert (run_dir / "checkpoint.pt").exists()
     assert queue_empties()
+
+
+def test_vgx_status_follows_a_detached_slurm_sweep_from_running_to_done(tmp_path):
+    result = run_vgx(*LONG, *VGX_SLURM, "hydra.sweep.dir=s", "--detach", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = RunDir(tmp_path / "s" / LONG_RUN)
+    wait_until(lambda: run.exists() and run.read_status()["status"] == "running")
+    running = run_vgx("status", "s", cwd=tmp_path).stdout
+    detached = tmp_path / "s" / ".vgx-detach.json"
+    wait_until(lambda: "exit_code" in json.loads(detached.read_text()), timeout=180)
+    ended = run_vgx("status", "s", cwd=tmp_path).stdout
+    assert "front end: alive" in running
+    assert "1 running" in running
+    assert "SLURM jobs (1):" in running
+    assert "front end: ended with exit code 0" in ended
+    assert "1 done" in ended
