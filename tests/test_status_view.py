@@ -13,7 +13,7 @@ from vgx.status import DONE, FAILED, INTERRUPTED, PENDING, RUNNING
 from vgx.store import RunDir, atomic_write_json
 from vgx.sweep.detach import DETACH_FILE
 from vgx.sweep.manifest import write_manifest
-from vgx.sweep.status_view import collect, render
+from vgx.sweep.status_view import SLURM_JOBS, collect, render
 
 NOW = 1_000_000.0
 
@@ -83,6 +83,11 @@ def test_slurm_job_ids_come_from_the_runs_status(tmp_path, monkeypatch):
     state = collect(tmp_path, now=NOW)
     assert state.slurm_jobs == {"17_0": ["act=a"], "17_1": ["act=b"]}
     assert "17_1: 1 run" in render(state)
+
+
+def test_a_slurm_array_lists_its_submitted_tasks(sweep):
+    atomic_write_json(sweep / SLURM_JOBS, {"jobs": [f"9_{i}" for i in range(40)]})
+    assert "SLURM array: 40 tasks submitted (9_0 … 9_39)" in render(collect(sweep, now=NOW))
 
 
 def test_a_detached_front_end_reads_alive_while_its_pid_lives(sweep):

@@ -41,10 +41,10 @@ from vgx.launch.pool import Job, function_ref, run_pack
 from vgx.status import FAILED, INTERRUPTED
 from vgx.store import atomic_write_json
 from vgx.sweep.progress import record_progress
+from vgx.sweep.status_view import SLURM_JOBS
 
 log = logging.getLogger(__name__)
 
-JOBS_FILE = ".vgx-slurm.json"  # the array's job ids, for `vgx status`
 POLL_S = 1.0
 LOST_AFTER_S = 30.0  # a task gone from squeue this long without a result file is lost
 PREEMPT_SIGNAL = "SIGUSR2"  # submitit's warning signal ahead of a time limit (--signal=USR2@N)
@@ -183,7 +183,7 @@ class VgxSlurmLauncher(Launcher):
         )
         ids = [task.job_id for task in tasks]
         atomic_write_json(
-            sweep_dir / JOBS_FILE,
+            sweep_dir / SLURM_JOBS,
             {"jobs": ids, "runs_per_task": self.runs_per_task, "submitted": time.time()},
         )
         log.info("Submitted %d runs as %d SLURM array tasks", len(indexed), len(tasks))

@@ -23,7 +23,7 @@ from vgx.status import (
     PENDING,
     RUNNING,
 )
-from vgx.store import RunDir, find_runs
+from vgx.store import RunDir, find_runs, read_json
 from vgx.sweep.detach import front_end
 from vgx.sweep.manifest import read_manifest
 
@@ -31,6 +31,8 @@ from vgx.sweep.manifest import read_manifest
 COUNTED = (DONE, RUNNING, FAILED, DIVERGED, INVALID, INTERRUPTED, PENDING)
 PROBLEMS = (FAILED, DIVERGED, INVALID, INTERRUPTED, CORRUPT)  # listed with their messages
 SLOWEST = 5
+JOBS_SHOWN = 10  # SLURM tasks listed one per line; the rest are counted
+SLURM_JOBS = ".vgx-slurm.json"  # the array's task ids, written by vgx_slurm when it submits
 
 
 @dataclass
@@ -53,6 +55,7 @@ class SweepState:
     counts: dict[str, int]
     front_end: dict[str, Any] | None = None
     slurm_jobs: dict[str, list[str]] = field(default_factory=dict)  # job id -> its runs
+    submitted: list[str] = field(default_factory=list)  # the array's tasks (vgx_slurm)
 
 
 def run_state(run: RunDir, root: Path, now: float) -> RunState:
@@ -99,7 +102,9 @@ def collect(sweep_dir: Path, now: float | None = None) -> SweepState:
     for run in runs:
         if run.slurm_job:
             jobs.setdefault(run.slurm_job, []).append(run.name)
-    return SweepState(sweep_dir, runs, counts, detached, jobs)
+    submitted_file = sweep_dir / SLURM_JOBS
+    submitted = read_json(submitted_file).get("jobs", []) if submitted_file.exists() else []
+    return SweepState(sweep_dir, runs, counts, detached, jobs, [str(j) for j in submitted])
 
 
 def _duration(seconds: float) -> str:
@@ -125,7 +130,7 @@ def render(state: SweepState) -> str:
     total = sum(state.counts.values())
     shown = [w for w in (*COUNTED, CORRUPT) if w in COUNTED or state.counts.get(w)]
     lines = [
-        f"sweep {state.sweep_dir}: {total} runs",
+        f"sweep {state.sweep_dir}: {total} run{'s' if total != 1 else ''}",
         "  " + ", ".join(f"{state.counts.get(w, 0)} {w}" for w in shown),
         _front_end_line(state.front_end),
     ]
@@ -139,8 +144,19 @@ def render(state: SweepState) -> str:
     if problems:
         lines.append("not done:")
         lines += [f"  {r.status:<11} {r.name}: {r.message or '(no message)'}" for r in problems]
+    if state.submitted:
+        lines.append(
+            f"SLURM array: {len(state.submitted)} tasks submitted ({_span(state.submitted)})"
+        )
     if state.slurm_jobs:
         lines.append(f"SLURM jobs ({len(state.slurm_jobs)}):")
-        for job, names in sorted(state.slurm_jobs.items()):
+        ordered = sorted(state.slurm_jobs.items())
+        for job, names in ordered[:JOBS_SHOWN]:
             lines.append(f"  {job}: {len(names)} run{'s' if len(names) != 1 else ''}")
+        if len(ordered) > JOBS_SHOWN:
+            lines.append(f"  and {len(ordered) - JOBS_SHOWN} more")
     return "\n".join(lines)
+
+
+def _span(ids: list[str]) -> str:
+    return ids[0] if len(ids) == 1 else f"{ids[0]} … {ids[-1]}"
