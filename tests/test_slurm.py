@@ -36,7 +36,7 @@ SLURM = (
 VGX_SLURM = ("hydra/launcher=vgx_slurm", "hydra.launcher.partition=debug")
 PACKED = ("sweep", "act=sigmoid,relu,tanh", "depth=2,3", *TINY)
 STEPS = 8000
-LONG = ("sweep", "act=relu", f"steps={STEPS}", "width=8", "threads=1", "--no-report")
+LONG = ("sweep", f"steps={STEPS}", "width=8", "threads=1", "--no-report")  # and act=
 OFTEN = "checkpoint_every=0.002"  # minutes: every 0.12 s
 LONG_RUN = f"act=relu,steps={STEPS},width=8"  # its directory: execution keys are left out
 SAME = ["run", "status", "act", "test_loss_final", "train_loss_final", "decades_lost_grad_init"]
@@ -124,7 +124,8 @@ def wait_until(predicate, timeout: float = 120.0) -> None:
 
 
 def preempt(cwd: Path, name: str, *extra: str) -> subprocess.Popen[str]:
-    """Start LONG through vgx_slurm and `scancel --signal=TERM` its task once it checkpointed."""
+    """Start LONG through vgx_slurm and `scancel --signal=TERM` its task once its act=relu run
+    checkpointed."""
     process = start_vgx(*LONG, *VGX_SLURM, OFTEN, f"hydra.sweep.dir={name}", *extra, cwd=cwd)
     wait_until(lambda: (cwd / name / LONG_RUN / "checkpoint.pt").exists())
     job = json.loads((cwd / name / ".vgx-slurm.json").read_text())["jobs"][0]
@@ -134,35 +135,41 @@ def preempt(cwd: Path, name: str, *extra: str) -> subprocess.Popen[str]:
 
 @pytest.fixture(scope="module")
 def preempted(tmp_path_factory):
-    """LONG preempted by `scancel --signal=TERM`, its status and `vgx status` then, and the
-    same command run again."""
+    """LONG and a second run packed in one task, preempted by `scancel --signal=TERM` during
+    the first; the first run's status and `vgx status` then, and the same command run again."""
     cwd = tmp_path_factory.mktemp("preempted")
-    process = preempt(cwd, "s")
+    pair = ("act=relu,tanh", "hydra.launcher.runs_per_task=2")
+    process = preempt(cwd, "s", *pair)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 0, err[-2000:]
     run = RunDir(cwd / "s" / LONG_RUN)
     after = run.read_status()
     shown = run_vgx("status", "s", cwd=cwd).stdout
-    again = run_vgx(*LONG, *VGX_SLURM, OFTEN, "hydra.sweep.dir=s", cwd=cwd)
+    again = run_vgx(*LONG, *VGX_SLURM, OFTEN, "hydra.sweep.dir=s", *pair, cwd=cwd)
     return out, after, shown, again, run
 
 
 def test_scancel_signal_term_ends_the_run_interrupted(preempted):
-    out, after, _, _, _ = preempted
-    assert "1 interrupted" in out
+    _, after, _, _, _ = preempted
     assert after["status"] == "interrupted"
     assert after["message"] == "received signal SIGTERM"
 
 
-def test_vgx_status_shows_the_preempted_run_with_its_signal(preempted):
+def test_a_preempted_packs_unstarted_run_is_tallied_interrupted(preempted):
+    out = preempted[0]
+    assert "0 done, 0 failed, 0 diverged, 0 invalid, 2 interrupted" in out
+
+
+def test_vgx_status_shows_the_preempted_run_with_its_signal_and_the_unstarted_one(preempted):
     shown = preempted[2]
-    assert "0 done, 0 running, 0 failed, 0 diverged, 0 invalid, 1 interrupted" in shown
+    assert "0 done, 0 running, 0 failed, 0 diverged, 0 invalid, 1 interrupted, 1 pending" in shown
     assert f"interrupted {LONG_RUN}: received signal SIGTERM" in shown
 
 
 def test_running_the_sweep_again_resumes_the_preempted_run(preempted):
     _, _, _, again, run = preempted
     assert again.returncode == 0, again.stderr[-2000:]
+    assert "2 done" in again.stdout
     status = run.read_status()
     assert status["status"] == "done"
     assert status["resumed_from"] > 0
@@ -177,7 +184,7 @@ def requeued(job: str) -> bool:
 
 
 def test_a_requeued_task_resumes_its_preempted_run_itself(tmp_path):
-    process = preempt(tmp_path, "s", "hydra.launcher.requeue=true")
+    process = preempt(tmp_path, "s", "act=relu", "hydra.launcher.requeue=true")
     job = json.loads((tmp_path / "s" / ".vgx-slurm.json").read_text())["jobs"][0]
     wait_until(lambda: requeued(job), timeout=60)
     # SLURM's hold of a requeued job (begin time two minutes on) is lifted to keep the test short.
@@ -204,7 +211,7 @@ def test_a_time_limit_ends_the_run_interrupted_with_its_checkpoint(tmp_path):
 
 
 def test_vgx_status_follows_a_detached_slurm_sweep_from_running_to_done(tmp_path):
-    result = run_vgx(*LONG, *VGX_SLURM, "hydra.sweep.dir=s", "--detach", cwd=tmp_path)
+    result = run_vgx(*LONG, "act=relu", *VGX_SLURM, "hydra.sweep.dir=s", "--detach", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     run = RunDir(tmp_path / "s" / LONG_RUN)
     wait_until(lambda: run.exists() and run.read_status()["status"] == "running")

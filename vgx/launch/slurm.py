@@ -40,6 +40,7 @@ from vgx.launch.local import PRELOAD, job_returns, run_hydra_job
 from vgx.launch.pool import Job, function_ref, run_pack
 from vgx.status import FAILED, INTERRUPTED
 from vgx.store import atomic_write_json
+from vgx.sweep.manifest import read_manifest
 from vgx.sweep.progress import record_progress
 from vgx.sweep.status_view import SLURM_JOBS
 
@@ -67,6 +68,7 @@ def run_pack_task(
     workers: int,
     requeue: bool,
     max_requeues: int,
+    sweep_dir: str,
 ) -> list[JobReturn]:
     """One array task: its pack of runs through the pool; on a stop signal, interrupted runs and
     (with `requeue`) the task back in the queue."""
@@ -83,7 +85,18 @@ def run_pack_task(
             print(f"vgx: {err}; requeued {_job_id()} (restart {restarts + 1})", file=sys.stderr)
             sys.exit(0)  # no result file: the requeued task will write it
         print(f"vgx: {err}; runs in flight recorded interrupted", file=sys.stderr)
+        record_unstarted(Path(sweep_dir), pack)
         return [JobReturn(status=JobStatus.COMPLETED, _return_value=INTERRUPTED) for _ in pack]
+
+
+def record_unstarted(sweep_dir: Path, pack: list[tuple[int, list[str]]]) -> None:
+    """The runs of an interrupted pack that never started: `interrupted` in the sweep's tally
+    (re-running the command starts them), still pending in `vgx status` (no status.json)."""
+    names = [entry.get("dir") for entry in read_manifest(sweep_dir)]
+    for idx, _ in pack:
+        name = names[idx] if idx < len(names) else None
+        if isinstance(name, str) and not (sweep_dir / name / "status.json").exists():
+            record_progress(sweep_dir, name, INTERRUPTED)
 
 
 def slim(job_return: JobReturn) -> JobReturn:
@@ -180,6 +193,7 @@ class VgxSlurmLauncher(Launcher):
             [self.workers] * len(groups),
             [self.requeue] * len(groups),
             [self.max_requeues] * len(groups),
+            [str(sweep_dir.resolve())] * len(groups),
         )
         ids = [task.job_id for task in tasks]
         atomic_write_json(
