@@ -152,7 +152,7 @@ def preempted(tmp_path_factory):
 def test_scancel_signal_term_ends_the_run_interrupted(preempted):
     _, after, _, _, _ = preempted
     assert after["status"] == "interrupted"
-    assert after["message"] == "received signal SIGTERM"
+    assert after["message"].startswith("SIGTERM (preemption, scancel or the time limit) in SLURM")
 
 
 def test_a_preempted_packs_unstarted_run_is_tallied_interrupted(preempted):
@@ -163,7 +163,7 @@ def test_a_preempted_packs_unstarted_run_is_tallied_interrupted(preempted):
 def test_vgx_status_shows_the_preempted_run_with_its_signal_and_the_unstarted_one(preempted):
     shown = preempted[2]
     assert "0 done, 0 running, 0 failed, 0 diverged, 0 invalid, 1 interrupted, 1 pending" in shown
-    assert f"interrupted {LONG_RUN}: received signal SIGTERM" in shown
+    assert f"interrupted {LONG_RUN}: SIGTERM (preemption, scancel or the time limit)" in shown
 
 
 def test_running_the_sweep_again_resumes_the_preempted_run(preempted):
@@ -205,7 +205,9 @@ def test_a_time_limit_ends_the_run_interrupted_with_its_checkpoint(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "1 interrupted" in result.stdout
     (run_dir,) = (tmp_path / "s").glob("act=*")
-    assert RunDir(run_dir).read_status()["status"] == "interrupted"
+    status = RunDir(run_dir).read_status()
+    assert status["status"] == "interrupted"
+    assert status["message"].startswith("SLURM's warning ahead of the time limit (SIGUSR2)")
     assert (run_dir / "checkpoint.pt").exists()
     assert queue_empties()
 

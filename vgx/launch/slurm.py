@@ -39,7 +39,7 @@ from vgx.interrupts import raise_terminated
 from vgx.launch.local import PRELOAD, job_returns, run_hydra_job
 from vgx.launch.pool import Job, function_ref, run_pack
 from vgx.status import FAILED, INTERRUPTED
-from vgx.store import atomic_write_json
+from vgx.store import RunDir, atomic_write_json
 from vgx.sweep.manifest import read_manifest
 from vgx.sweep.progress import record_progress
 from vgx.sweep.status_view import SLURM_JOBS
@@ -49,6 +49,11 @@ log = logging.getLogger(__name__)
 POLL_S = 1.0
 LOST_AFTER_S = 30.0  # a task gone from squeue this long without a result file is lost
 PREEMPT_SIGNAL = "SIGUSR2"  # submitit's warning signal ahead of a time limit (--signal=USR2@N)
+STOP_REASONS = {  # a task's Terminated message -> what a run's status says stopped it
+    "received signal SIGUSR2": "SLURM's warning ahead of the time limit (SIGUSR2)",
+    "received signal SIGTERM": "SIGTERM (preemption, scancel or the time limit)",
+    "received signal SIGHUP": "SIGHUP",
+}
 
 
 def packs(jobs: Sequence[Any], runs_per_task: int) -> list[list[Any]]:
@@ -76,27 +81,38 @@ def run_pack_task(
         signal.signal(signum, raise_terminated)  # replaces submitit's handlers
     os.environ["VGX_PARALLEL_JOBS"] = str(workers)  # each run's threads: the allocation's share
     jobs = [Job(function_ref(run_slim_job), (idx, overrides, shared)) for idx, overrides in pack]
+    started = time.time()
     try:
         return job_returns(run_pack(jobs, workers, PRELOAD))
     except KeyboardInterrupt as err:
+        why = f"{STOP_REASONS.get(str(err), str(err))} in SLURM job {_job_id()}"
+        record_stop(Path(sweep_dir), pack, why, started)
         restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0"))
         if requeue and restarts < max_requeues:
             subprocess.run(["scontrol", "requeue", _job_id()], check=True, timeout=60)
-            print(f"vgx: {err}; requeued {_job_id()} (restart {restarts + 1})", file=sys.stderr)
+            print(f"vgx: {why}; requeued (restart {restarts + 1})", file=sys.stderr)
             sys.exit(0)  # no result file: the requeued task will write it
-        print(f"vgx: {err}; runs in flight recorded interrupted", file=sys.stderr)
-        record_unstarted(Path(sweep_dir), pack)
+        print(f"vgx: {why}; runs in flight recorded interrupted", file=sys.stderr)
         return [JobReturn(status=JobStatus.COMPLETED, _return_value=INTERRUPTED) for _ in pack]
 
 
-def record_unstarted(sweep_dir: Path, pack: list[tuple[int, list[str]]]) -> None:
-    """The runs of an interrupted pack that never started: `interrupted` in the sweep's tally
-    (re-running the command starts them), still pending in `vgx status` (no status.json)."""
+def record_stop(sweep_dir: Path, pack: list[tuple[int, list[str]]], why: str, since: float) -> None:
+    """Say why a pack stopped: its runs interrupted since `since` get `why` as their message
+    (they only saw the pool's SIGTERM); runs that never started are tallied `interrupted`
+    (re-running the command starts them) and stay pending in `vgx status` (no status.json)."""
     names = [entry.get("dir") for entry in read_manifest(sweep_dir)]
     for idx, _ in pack:
         name = names[idx] if idx < len(names) else None
-        if isinstance(name, str) and not (sweep_dir / name / "status.json").exists():
+        if not isinstance(name, str):
+            continue
+        run = RunDir(sweep_dir / name)
+        if not run.exists():
             record_progress(sweep_dir, name, INTERRUPTED)
+            continue
+        record = run.read_status()
+        if record["status"] == INTERRUPTED and record.get("updated", 0) >= since:
+            kept = {k: record[k] for k in ("config_hash", "resumed_from") if k in record}
+            run.write_status(INTERRUPTED, message=why, **kept)
 
 
 def slim(job_return: JobReturn) -> JobReturn:
