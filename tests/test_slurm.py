@@ -7,7 +7,9 @@ skip with one line: slurm-wlm is missing, or no cluster answers.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -226,3 +228,13 @@ def test_vgx_status_follows_a_detached_slurm_sweep_from_running_to_done(tmp_path
     assert "SLURM jobs (1):" in running
     assert "front end: ended with exit code 0" in ended
     assert "1 done" in ended
+
+
+def test_ctrl_c_of_the_front_end_cancels_the_array_and_interrupts_its_runs(tmp_path):
+    process = start_vgx(*LONG, "act=relu", *VGX_SLURM, OFTEN, "hydra.sweep.dir=s", cwd=tmp_path)
+    wait_until(lambda: (tmp_path / "s" / LONG_RUN / "checkpoint.pt").exists())
+    os.killpg(process.pid, signal.SIGINT)
+    process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert queue_empties()
+    assert RunDir(tmp_path / "s" / LONG_RUN).read_status()["status"] == "interrupted"
