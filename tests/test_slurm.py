@@ -238,3 +238,21 @@ def test_ctrl_c_of_the_front_end_cancels_the_array_and_interrupts_its_runs(tmp_p
     assert process.returncode == 130
     assert queue_empties()
     assert RunDir(tmp_path / "s" / LONG_RUN).read_status()["status"] == "interrupted"
+
+
+def test_a_task_killed_without_a_result_fails_its_runs_with_the_reason(tmp_path):
+    process = start_vgx(*LONG, "act=relu", *VGX_SLURM, OFTEN, "hydra.sweep.dir=s", cwd=tmp_path)
+    wait_until(lambda: (tmp_path / "s" / LONG_RUN / "checkpoint.pt").exists())
+    job = json.loads((tmp_path / "s" / ".vgx-slurm.json").read_text())["jobs"][0]
+    # As a lost node would: the run's worker and the task's process die at once, saying nothing.
+    worker = json.loads((tmp_path / "s" / LONG_RUN / ".vgx-lock").read_text())["pid"]
+    task = int(Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    os.kill(task, signal.SIGKILL)
+    os.kill(worker, signal.SIGKILL)
+    out, err = process.communicate(timeout=180)
+    assert process.returncode == 1, err[-2000:]
+    assert "1 failed" in out
+    status = RunDir(tmp_path / "s" / LONG_RUN).read_status()
+    assert status["status"] == "failed"
+    assert status["message"] == f"SLURM task ended without its runs' results: {job} left the queue"
+    assert queue_empties()

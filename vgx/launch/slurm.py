@@ -265,7 +265,7 @@ def wait_for(tasks: Sequence[Any]) -> list[tuple[str, Any]]:
             elif queued is not None and task.job_id not in queued:
                 since = gone_since.setdefault(index, time.monotonic())
                 if time.monotonic() - since > LOST_AFTER_S:
-                    results[index] = ("error", f"{task.job_id} left the queue without a result")
+                    results[index] = ("error", f"{task.job_id} left the queue")
             else:
                 gone_since.pop(index, None)
         if len(results) < len(tasks):
