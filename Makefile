@@ -11,7 +11,7 @@ LOG    := $(VENV)/install.log
 QUIET   = >>$(LOG) 2>&1 || { cat $(LOG); echo "make: installing failed; full output in $(LOG)"; exit 1; }
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test test-browser stress smoke lint format bench reproduce clean
+.PHONY: help venv demo test test-browser test-slurm stress smoke lint format bench reproduce clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,13 @@ test-browser: $(STAMP)  ## render a report in headless chromium (installs Debian
 	    || { cat $$log; rm -f $$log; exit 1; }; \
 	  rm -f $$log; }
 	$(BIN)/pytest tests/test_browser.py -rs
+
+test-slurm: $(STAMP)  ## SLURM tests on a one-node cluster started here (installs slurm-wlm, munge)
+	@bash scripts/slurm-local.sh install
+	@dir=$$(mktemp -d /tmp/vgx-slurm.XXXXXX); \
+	  trap 'bash scripts/slurm-local.sh stop $$dir; rm -rf $$dir' EXIT; \
+	  bash scripts/slurm-local.sh start $$dir >/dev/null && \
+	  SLURM_CONF=$$dir/slurm.conf $(BIN)/pytest -m slurm -rs tests/test_slurm.py
 
 stress: $(STAMP)  ## overnight attacks (kill, two sweeps at once, dead worker): 2-round test, then 20 rounds
 	$(BIN)/pytest -m slow

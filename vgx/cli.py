@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 from hydra.core.plugins import Plugins
 
 from hydra_plugins.vgx_launchers.vgx_local import VgxLocalLauncher
+from hydra_plugins.vgx_launchers.vgx_slurm import VgxSlurmLauncher
 from vgx.config import register_configs
 from vgx.errors import EnvironmentProblem, VgxError, environment_message
 from vgx.interrupts import sigterm_interrupts
@@ -55,6 +56,8 @@ VGX_FLAGS = {
     "--no-report": "run, sweep: do not write the report when the run or sweep ends",
     "--redo": "rerun every run, also those already finished with the same config",
     "--debug": "show tracebacks instead of one-line errors",
+    "--detach": "sweep: the front end leaves the terminal (new session, log and pid in the sweep "
+    "directory; `vgx status DIR` says whether it is alive)",
     "--allow-unsafe-overrides": "accept overrides that run code (_target_, hydra.callbacks) or "
     "write outside the sweep directory (see README, Security)",
 }
@@ -63,7 +66,9 @@ VGX_FLAGS = {
 JOB_WORDS: list[str] = []
 
 register_configs()
-Plugins.instance().register(VgxLocalLauncher)  # Hydra's plugin scan misses editable installs
+# Hydra's plugin scan misses editable installs
+Plugins.instance().register(VgxLocalLauncher)
+Plugins.instance().register(VgxSlurmLauncher)
 # A log line that cannot be written (disk full) must not print a traceback of its own: the run's
 # status.json and the tally say what happened.
 logging.raiseExceptions = False
@@ -223,6 +228,8 @@ def cmd_sweep(args: list[str]) -> int:
     if "--redo" in flags:
         os.environ["VGX_REDO"] = "1"
     writable_dir(sweep_dir, "hydra.sweep.dir")
+    if "--detach" in flags:
+        return detach_sweep(sweep_dir, [a for a in args if a != "--detach"])
     try:
         write_manifest(sweep_dir, overrides, sweep_jobs(overrides))
     except OSError as err:
@@ -242,6 +249,18 @@ def cmd_sweep(args: list[str]) -> int:
     if "--no-report" not in flags:
         write_report(sweep_dir)
     return EXIT_FAILED if counts[FAILED] or unrecorded > 0 else 0
+
+
+def detach_sweep(sweep_dir: Path, args: list[str]) -> int:
+    """Start the same sweep as a detached front end and say where to watch it."""
+    from vgx.sweep.detach import detach
+
+    record = detach(sweep_dir, args)
+    print(
+        f"sweep detached: pid {record['pid']}, output in {record['log']}\n"
+        f"watch it with: vgx status {sweep_dir}"
+    )
+    return 0
 
 
 def local_pool(plan: SweepPlan) -> AbstractContextManager[object]:
@@ -333,6 +352,14 @@ def cmd_compare(args: list[str]) -> int:
     return 0
 
 
+def cmd_status(args: list[str]) -> int:
+    """How far a sweep is, from its files: counts, slowest and failed runs, jobs, front end."""
+    from vgx.sweep.status_view import collect, render
+
+    print(render(collect(_one_directory("status", args))))
+    return 0
+
+
 def cmd_list(args: list[str]) -> int:
     """Print the valid choices of every key, and the numeric keys with their defaults."""
     from vgx.validate import BOUNDS, KEY_NOTES, choices, known_keys
@@ -366,6 +393,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str, str]] = {
         "vgx compare DIR DIR ... [--out DIR]",
         "tables and plots across sweeps",
     ),
+    "status": (cmd_status, "vgx status DIR", "how far a sweep is (from its files, any shell)"),
     "diagnose": (cmd_diagnose, "vgx diagnose DIR", "vanishing/exploding layers and remedies"),
     "export": (cmd_export, "vgx export --tensorboard DIR", "runs' metrics as TensorBoard events"),
     "list": (cmd_list, "vgx list", "valid choices for every key"),
@@ -395,6 +423,10 @@ COMMAND_HELP = {
     "layers.csv, PNG plots and index.html, then prints the verdict table.",
     "compare": "Writes OUT_DIR (default outputs/compare/A_vs_B): the tables with a `sweep` column "
     "and side-by-side plots.",
+    "status": "Counts of done, running, failed, diverged, invalid, interrupted and pending runs "
+    "(pending: in the sweep's manifest, not started), the slowest runs, the runs not done with "
+    "their messages, the SLURM jobs that ran them, and whether a detached front end (vgx sweep "
+    "--detach) is alive. Reads only the files, so it works from any shell while the sweep runs.",
     "diagnose": "DIR is a run or a sweep directory. For each run: layers whose back-propagated "
     "gradient is more than 2 decades below (vanishing) or above (exploding) the output layer's, "
     "at init and at the end, saturated and dead units, and the remedies from the literature "

@@ -15,7 +15,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 # Keys that change how a run executes, not what it computes: they enter neither the config hash
 # (a resumed run is reused whatever they say) nor a run's or a sweep's directory name. The one
 # list: configs/config.yaml reads it through the `vgx_execution_keys` resolver.
-EXECUTION_KEYS = ("threads", "progress", "logger")
+EXECUTION_KEYS = ("threads", "progress", "logger", "checkpoint_every")
 
 
 @dataclass
@@ -91,6 +91,7 @@ class VgxConfig:
     threads: int = 0  # torch threads per run; 0: cores / parallel jobs
     progress: bool = True  # per-run tqdm bar
     logger: str = "none"
+    checkpoint_every: float = 0.0  # minutes between checkpoints; 0: off (on under SLURM: plan.py)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
 
 

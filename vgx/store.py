@@ -149,6 +149,9 @@ class RunDir:
         if status not in RUN_STATES:
             raise ValueError(f"unknown status {status!r}")
         record = {"status": status, "updated": time.time(), "schema_version": SCHEMA_VERSION}
+        job = slurm_job()
+        if job is not None:  # `vgx status` lists the SLURM jobs of a sweep from these
+            record["slurm_job"] = job
         text = json.dumps({**record, **fields}, indent=2, sort_keys=True, default=str) + "\n"
         try:
             atomic_write_text(self.status_file, text)
@@ -180,6 +183,14 @@ class RunDir:
             events.unlink()
         for stale in (self.summary_file, self.error_file, self.layers_file):
             stale.unlink(missing_ok=True)
+
+
+def slurm_job() -> str | None:
+    """The SLURM job this process runs in (`JOB_TASK` for an array task), else None."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID")
 
 
 def find_runs(root: Path) -> list[RunDir]:

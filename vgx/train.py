@@ -35,6 +35,7 @@ from vgx.loggers import open_sink
 from vgx.models import build_model, fit_data
 from vgx.optim import DTYPES, make_optimizer, make_schedule, resolve_device
 from vgx.probe import GradientProbe, Sink
+from vgx.run.checkpoint import Checkpointer, Resume, load_resume, remove_checkpoint
 from vgx.run.lock import RunLock, describe
 from vgx.run.verify import verify_run
 from vgx.status import (
@@ -105,26 +106,37 @@ def _execute_locked(
                 return previous["status"], SKIPPED
             log.warning("redoing %s: %s", run.path, "; ".join(problems))
             repairing = True
-    status = _train_into(cfg, run, digest, on_step)
+    resume = None if redo or repairing else load_resume(run, digest)
+    status = _train_into(cfg, run, digest, on_step, resume)
     return status, REPAIRED if repairing and status == DONE else status
 
 
 def _train_into(
-    cfg: DictConfig, run: RunDir, digest: str, on_step: Callable[[int, int], None] | None
+    cfg: DictConfig,
+    run: RunDir,
+    digest: str,
+    on_step: Callable[[int, int], None] | None,
+    resume: Resume | None = None,
 ) -> str:
-    """Train from step 0 into `run` (which this process owns) and record how it ended."""
+    """Train into `run` (which this process owns), from its checkpoint or from step 0, and
+    record how it ended."""
     try:
-        run.clear_results()
+        if resume is None:
+            run.clear_results()
+            remove_checkpoint(run)
         atomic_write_text(run.config, OmegaConf.to_yaml(cfg, resolve=True))
-        run.write_status(RUNNING, config_hash=digest)
+        resumed = {"resumed_from": resume.steps_done} if resume else {}
+        run.write_status(RUNNING, config_hash=digest, **resumed)
     except OSError as err:  # disk full, read-only: the run cannot even start
         _record_failure(run, digest, err)
         return FAILED
     try:
         with sigterm_interrupts():
             check_config(cfg)
-            outcome = train(cfg, run, on_step)
-        run.write_status(outcome.status, config_hash=digest, **outcome.status_fields())
+            checkpoints = Checkpointer(run, digest, cfg.checkpoint_every)
+            outcome = train(cfg, run, on_step, checkpoints, resume)
+        run.write_status(outcome.status, config_hash=digest, **resumed, **outcome.status_fields())
+        remove_checkpoint(run)  # only for continuing; the run has ended
     except ConfigError as err:
         run.write_status(INVALID, config_hash=digest, message=str(err))
         log.warning("invalid: %s", err)
@@ -194,9 +206,16 @@ def evaluate(model: nn.Module, data: Dataset) -> tuple[float, float]:
 
 
 def train(
-    cfg: DictConfig, run: RunDir, on_step: Callable[[int, int], None] | None = None
+    cfg: DictConfig,
+    run: RunDir,
+    on_step: Callable[[int, int], None] | None = None,
+    checkpoints: Checkpointer | None = None,
+    resume: Resume | None = None,
 ) -> Outcome:
-    """Train for `cfg.steps` steps, probing gradients, and write layers, metrics and summary."""
+    """Train for `cfg.steps` steps, probing gradients, and write layers, metrics and summary.
+
+    With `resume`, the state of a checkpoint is loaded and training continues after its last
+    step; `checkpoints` saves one whenever it is due (vgx/run/checkpoint.py)."""
     device = resolve_device(cfg.device)
     torch.set_num_threads(cfg.threads or default_threads())
     dtype = DTYPES[cfg.dtype]
@@ -208,9 +227,18 @@ def train(
     order = batches(len(data.x_train), cfg.batch_size, torch.Generator().manual_seed(cfg.seed))
     eval_every = cfg.eval_every or max(1, cfg.steps // 10)
     atomic_write_json(run.env_file, environment(device))
+    first, elapsed_before = 0, 0.0
+    if resume is not None:
+        model.load_state_dict(resume.state["model"])
+        optimizer.load_state_dict(resume.state["optimizer"])
+        schedule.load_state_dict(resume.state["schedule"])
+        torch.set_rng_state(resume.state["rng"])
+        for _ in range(resume.steps_done):  # the data position: replay the seeded order
+            next(order)
+        first, elapsed_before = resume.steps_done, resume.elapsed_s
 
     started = time.perf_counter()
-    outcome = Outcome(DONE, steps_done=0)
+    outcome = Outcome(DONE, steps_done=first)
     with (
         MetricsWriter(run.metrics_dir, chunk_rows=cfg.probe.chunk_rows) as writer,
         closing(open_sink(cfg.logger, run.path, writer)) as sink,
@@ -225,9 +253,18 @@ def train(
             sink=sink,
         ) as probe,
     ):
-        record_eval(sink, 0, *evaluate(model, data))
-        bar = tqdm(total=cfg.steps, desc=run.path.name, disable=not cfg.progress, leave=False)
-        for step in range(cfg.steps):
+        if resume is not None:
+            probe.resume(first, resume.state["probe"])
+        else:
+            record_eval(sink, 0, *evaluate(model, data))
+        bar = tqdm(
+            total=cfg.steps,
+            initial=first,
+            desc=run.path.name,
+            disable=not cfg.progress,
+            leave=False,
+        )
+        for step in range(first, cfg.steps):
             idx = next(order).to(device)
             loss = data.loss(model(data.x_train[idx]), data.y_train[idx])
             optimizer.zero_grad(set_to_none=True)
@@ -258,8 +295,20 @@ def train(
                 on_step(outcome.steps_done, cfg.steps)
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{loss.item():.4g}", refresh=False)
+            if checkpoints is not None and checkpoints.due() and outcome.steps_done < cfg.steps:
+                writer.flush()  # the metrics so far belong to the checkpoint
+                checkpoints.save(
+                    outcome.steps_done,
+                    elapsed_before + time.perf_counter() - started,
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "schedule": schedule.state_dict(),
+                        "probe": probe.position(),
+                    },
+                )
         bar.close()
-    elapsed = time.perf_counter() - started
+    elapsed = elapsed_before + time.perf_counter() - started
     run.write_summary({**summarise(run, outcome, elapsed), **data.sizes()})
     return outcome
 

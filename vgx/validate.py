@@ -93,6 +93,7 @@ BOUNDS: dict[str, tuple[float, bool]] = {
     "clip": (0, True),
     "eval_every": (0, True),
     "threads": (0, True),
+    "checkpoint_every": (0, True),
     "seed": (0, True),
     "model.kernel_size": (1, True),
     "model.stages": (1, True),

@@ -91,15 +91,21 @@ class VgxLocalLauncher(Launcher):
             outcomes = pool.run(jobs)
             record_timings(pool.starts, outcomes)
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        returns = []
-        for outcome in outcomes:
-            if outcome.died is not None:
-                returns.append(JobReturn(status=JobStatus.COMPLETED, _return_value=FAILED))
-            elif outcome.error is not None:
-                returns.append(JobReturn(status=JobStatus.FAILED, _return_value=outcome.error))
-            else:
-                returns.append(outcome.value)
-        return returns
+        return job_returns(outcomes)
+
+
+def job_returns(outcomes: Sequence[Outcome]) -> list[JobReturn]:
+    """Hydra's JobReturn of each pool outcome; a lost worker's job is completed (its run says
+    `failed`), so that Hydra's sweeper does not end the sweep over it."""
+    returns = []
+    for outcome in outcomes:
+        if outcome.died is not None:
+            returns.append(JobReturn(status=JobStatus.COMPLETED, _return_value=FAILED))
+        elif outcome.error is not None:
+            returns.append(JobReturn(status=JobStatus.FAILED, _return_value=outcome.error))
+        else:
+            returns.append(outcome.value)
+    return returns
 
 
 def record_timings(starts: list[WorkerStart], outcomes: list[Outcome]) -> None:

@@ -269,6 +269,16 @@ class GradientProbe:
         if self._record is None:
             self.start_step(self._last_step + 1)
 
+    def position(self) -> dict[str, Any]:
+        """Where the probe is between two steps, for a checkpoint (vgx/run/checkpoint.py)."""
+        return {"order": None if self._order is None else list(self._order)}
+
+    def resume(self, step: int, position: dict[str, Any]) -> None:
+        """Continue from a checkpoint's `position`, with `step` the next step to run."""
+        self._order = position["order"]
+        self._last_step = step - 1
+        self.start_step(step)
+
     def close(self) -> None:
         """Record a pending step and remove every hook: the model is left exactly as before."""
         self._flush()

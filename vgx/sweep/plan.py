@@ -25,7 +25,15 @@ from vgx.validate import check_overrides, expand, parse_overrides
 
 SWEEPS_ROOT = Path("outputs/sweeps")
 # A launcher's name, found in its Hydra _target_ (anything else runs jobs one by one: basic).
-TARGET_NAMES = {"vgx_launchers.vgx_local": "vgx_local", "joblib": "joblib", "submitit": "submitit"}
+TARGET_NAMES = {
+    "vgx_launchers.vgx_local": "vgx_local",
+    "vgx_launchers.vgx_slurm": "vgx_slurm",
+    "joblib": "joblib",
+    "submitit": "submitit",
+}
+# Under a SLURM launcher runs checkpoint by default (minutes): a preempted or timed-out run then
+# loses at most this much when it resumes.
+SLURM_CHECKPOINT_MIN = 5
 
 
 @dataclass
@@ -85,6 +93,9 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
         jobs = usable_cores() if n_jobs < 1 else n_jobs
     elif target.endswith("LocalLauncher"):  # submitit_local starts every job at once
         jobs = min(total, usable_cores())
+    on_slurm = launcher == "vgx_slurm" or target.endswith("SlurmLauncher")
+    if on_slurm and "checkpoint_every" not in keys:
+        extra.append(f"checkpoint_every={SLURM_CHECKPOINT_MIN}")
     if launcher != "basic" and "progress" not in keys:
         extra.append("progress=false")  # parallel step bars would garble one terminal
 

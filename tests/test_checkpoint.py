@@ -1,0 +1,96 @@
+"""Checkpoints: a killed run, run again, continues from its checkpoint with every step once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from tests.helpers import TINY, run_vgx, start_vgx
+from vgx.run.checkpoint import CHECKPOINT, prune_metrics
+from vgx.store import MetricsWriter, RunDir, chunk_files
+
+STEPS = 400
+RUN = ("run", f"steps={STEPS}", "width=8", "threads=1", "progress=false", "--no-report")
+OFTEN = "checkpoint_every=0.0005"  # minutes: a checkpoint every 30 ms, many within the run
+
+
+def checkpointed_steps(run_dir) -> int:
+    """Steps done at the run's latest checkpoint (0 while there is none)."""
+    try:
+        return int(torch.load(run_dir / CHECKPOINT, weights_only=False)["steps_done"])
+    except (FileNotFoundError, EOFError, RuntimeError):
+        return 0
+
+
+def kill_after_a_checkpoint(tmp_path, name: str) -> int:
+    """Start the run, SIGKILL it once a checkpoint is past step 50; the steps checkpointed."""
+    process = start_vgx(*RUN, OFTEN, f"hydra.run.dir={name}", cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while checkpointed_steps(tmp_path / name) < 50:
+        assert process.poll() is None, process.communicate()[1][-2000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.communicate()
+    return checkpointed_steps(tmp_path / name)
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory):
+    """A run killed after a checkpoint and run again, beside the same run uninterrupted."""
+    tmp_path = tmp_path_factory.mktemp("resume")
+    killed_at = kill_after_a_checkpoint(tmp_path, "killed")
+    again = run_vgx(*RUN, OFTEN, "hydra.run.dir=killed", cwd=tmp_path)
+    whole = run_vgx(*RUN, "hydra.run.dir=whole", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    return killed_at, RunDir(tmp_path / "killed"), RunDir(tmp_path / "whole")
+
+
+def test_a_killed_run_continues_from_its_last_checkpoint(resumed):
+    killed_at, run, _ = resumed
+    assert 50 <= killed_at < STEPS
+    status = run.read_status()
+    assert status["status"] == "done"
+    assert status["resumed_from"] == killed_at
+
+
+def test_a_resumed_run_records_exactly_the_uninterrupted_runs_metrics(resumed):
+    _, run, whole = resumed
+    for table in ("steps", "layers", "evals"):
+        again = run.read_table(table).reset_index(drop=True)
+        once = whole.read_table(table).reset_index(drop=True)
+        pd.testing.assert_frame_equal(again, once, check_exact=True)
+
+
+def test_every_step_is_in_the_metrics_exactly_once_after_a_resume(resumed):
+    _, run, _ = resumed
+    assert run.read_table("steps")["step"].tolist() == list(range(STEPS))
+
+
+def test_a_finished_run_keeps_no_checkpoint(tmp_path):
+    assert run_vgx(*RUN[:1], *TINY, OFTEN, "hydra.run.dir=r", cwd=tmp_path).returncode == 0
+    assert not (tmp_path / "r" / CHECKPOINT).exists()
+
+
+def test_resuming_removes_the_chunks_written_after_the_checkpoint(tmp_path):
+    run = RunDir(tmp_path)
+    with MetricsWriter(run.metrics_dir) as writer:
+        for step in range(3):
+            writer.append("steps", {"step": [step]})
+            writer.flush()
+    kept = {"steps": [p.name for p in chunk_files(run.metrics_dir, "steps")[:2]]}
+    prune_metrics(run, kept)
+    assert [p.name for p in chunk_files(run.metrics_dir, "steps")] == kept["steps"]
+
+
+@pytest.mark.parametrize("value", ["-1", "abc"])
+def test_checkpoint_every_rejects_what_is_not_a_duration(tmp_path, value):
+    result = run_vgx(*RUN[:1], *TINY, f"checkpoint_every={value}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "checkpoint_every" in result.stderr
