@@ -37,7 +37,7 @@ LOGGERS.add("none", None)
 LOGGERS.add("tensorboard", TensorBoardSink)
 
 
-def open_sink(logger: str, run_dir: Path, parquet: Sink) -> Sink:
+def open_sink(logger: str, run_dir: Path, parquet: Sink) -> Tee:
     """The sink a run writes to: its Parquet writer, teed to the chosen live logger."""
     factory = LOGGERS[logger]
-    return parquet if factory is None else Tee(parquet, factory(run_dir))
+    return Tee(parquet) if factory is None else Tee(parquet, factory(run_dir))

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm.auto import tqdm
 
-from vgx.config import EXECUTION_KEYS
+from vgx.config import EXECUTION_KEYS, to_dict
 from vgx.data import Dataset, batches, load_dataset
 from vgx.environment import default_threads, environment
 from vgx.errors import ConfigError, environment_message
@@ -59,7 +60,7 @@ log = logging.getLogger(__name__)
 
 def config_hash(cfg: DictConfig) -> str:
     """A digest of the resolved config that decides whether a finished run can be reused."""
-    content = OmegaConf.to_container(cfg, resolve=True)
+    content = to_dict(cfg)
     for key in EXECUTION_KEYS:
         content.pop(key, None)
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
@@ -314,7 +315,10 @@ def train(
 
 
 def record_eval(sink: Sink, step: int, loss: float, accuracy: float) -> None:
-    sink.append("evals", {"step": [step], "loss": [loss], "accuracy": [accuracy]})
+    sink.append(
+        "evals",
+        {"step": np.array([step]), "loss": np.array([loss]), "accuracy": np.array([accuracy])},
+    )
 
 
 def summarise(run: RunDir, outcome: Outcome, elapsed: float) -> dict[str, Any]:

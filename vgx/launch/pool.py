@@ -43,12 +43,15 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from vgx.interrupts import STOP_SIGNALS, raise_terminated
 from vgx.status import FAILED, INTERRUPTED, RUNNING
 from vgx.store import RunDir
 from vgx.sweep.progress import record_progress
+
+if TYPE_CHECKING:
+    from multiprocessing.context import ForkContext, SpawnContext
 
 GRACE_S = 10.0  # how long an interrupted worker may take to record its run before it is killed
 WATCHDOG_S = 0.5  # how often a worker checks that its front end is still its parent
@@ -257,7 +260,8 @@ class WorkerPool:
 
     def _spawn(self) -> None:
         method = self.method or start_method()
-        context = multiprocessing.get_context(method)
+        # typeshed's BaseContext has no Process; every concrete context (fork, spawn) has one
+        context = cast("ForkContext | SpawnContext", multiprocessing.get_context(method))
         ours, theirs = context.Pipe()
         process = context.Process(
             target=_worker, args=(theirs, os.getpid(), self.preload, time.time()), name="vgx-worker"

@@ -66,9 +66,10 @@ def run_state(run: RunDir, root: Path, now: float) -> RunState:
         seconds = now - record["updated"]  # written when the run started
     elif run.summary_file.exists():
         try:
-            seconds = float(run.read_summary().get("wall_time_s"))
-        except (VgxError, TypeError, ValueError):
-            seconds = None
+            wall = run.read_summary().get("wall_time_s")
+        except VgxError:
+            wall = None
+        seconds = float(wall) if isinstance(wall, (int, float)) else None
     name = str(run.path.relative_to(root)) if run.path != root else run.path.name
     return RunState(
         name, status, str(record.get("message") or ""), seconds, record.get("slurm_job")
@@ -78,8 +79,8 @@ def run_state(run: RunDir, root: Path, now: float) -> RunState:
 def pending_count(sweep_dir: Path, runs: list[RunState]) -> int:
     """Manifest entries without a status.json (by name; by number when names are unknown)."""
     manifest = read_manifest(sweep_dir)
-    names = [entry.get("dir") for entry in manifest]
-    if all(isinstance(name, str) for name in names):
+    names = [name for entry in manifest if isinstance(name := entry.get("dir"), str)]
+    if len(names) == len(manifest):
         return sum(not (sweep_dir / name / "status.json").exists() for name in names)
     return max(0, len(manifest) - len(runs))
 
@@ -134,12 +135,14 @@ def render(state: SweepState) -> str:
         "  " + ", ".join(f"{state.counts.get(w, 0)} {w}" for w in shown),
         _front_end_line(state.front_end),
     ]
-    timed = sorted((r for r in state.runs if r.seconds is not None), key=lambda r: -r.seconds)
+    timed = sorted(
+        ((r.seconds, r) for r in state.runs if r.seconds is not None), key=lambda t: -t[0]
+    )
     if timed:
         lines.append("slowest:")
-        for run in timed[:SLOWEST]:
+        for seconds, run in timed[:SLOWEST]:
             so_far = " so far" if run.status == RUNNING else ""
-            lines.append(f"  {_duration(run.seconds)}{so_far}  {run.status:<11} {run.name}")
+            lines.append(f"  {_duration(seconds)}{so_far}  {run.status:<11} {run.name}")
     problems = [r for r in state.runs if r.status in PROBLEMS]
     if problems:
         lines.append("not done:")
