@@ -81,10 +81,10 @@ def test_a_live_run_with_histograms_writes_each_one_over_its_finite_nonzero_valu
         assert event.histogram_value.num == rows["count"].sum()
 
 
-def test_rows_sent_before_layers_csv_exists_are_tagged_by_name_once_it_does(tmp_path):
+def test_rows_sent_before_the_layer_table_are_tagged_by_name_once_it_comes(tmp_path):
     sink = TensorBoardSink(tmp_path)
     sink.append("layers", {"step": [0], "layer": [0], "grad_norm": [1.0]})
-    RunDir(tmp_path).layers_file.write_text("layer,name\n0,blocks.0.linear\n")
+    sink.describe_layers(pd.DataFrame({"layer": [0], "name": ["blocks.0.linear"]}))
     sink.append("layers", {"step": [1], "layer": [0], "grad_norm": [2.0]})
     sink.close()
     assert scalars(events(RunDir(tmp_path)), "grad_norm/blocks.0.linear") == {0: 1.0, 1: 2.0}

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from vgx.probe import Sink
 from vgx.registry import Registry
@@ -21,6 +22,13 @@ class Tee:
     def append(self, table: str, columns: Mapping[str, np.ndarray]) -> None:
         for sink in self.sinks:
             sink.append(table, columns)
+
+    def describe_layers(self, table: pd.DataFrame) -> None:
+        """Hand the probe's layer table to the sinks that name layers (a live logger's tags)."""
+        for sink in self.sinks:
+            describe = getattr(sink, "describe_layers", None)
+            if describe is not None:
+                describe(table)
 
     def close(self) -> None:
         """Close the sinks that hold files open (a live logger's writer)."""

@@ -36,8 +36,9 @@ class TensorBoardSink:
     """A sink (see vgx.loggers) writing the probe's tables as TensorBoard scalars and histograms.
 
     Each step's values go out as one event (hundreds of add_scalar calls would cost more than a
-    training step). Tags name layers as the run's layers.csv does, which the training loop writes
-    after the first step: rows are held back until it exists (or the sink closes).
+    training step). Tags name layers by the probe's layer table, which the training loop hands
+    over (`describe_layers`) once the first step has run: rows are held back until then (or until
+    the sink closes; then layers are tagged by number).
     """
 
     def __init__(self, run_dir: Path) -> None:
@@ -49,9 +50,14 @@ class TensorBoardSink:
         self._names: dict[int, str] | None = None
         self._held: list[tuple[str, Mapping[str, Any]]] = []
 
+    def describe_layers(self, table: pd.DataFrame) -> None:
+        """The layer table (layer, name, ...): per-layer tags use the names from now on."""
+        self._names = dict(zip(table["layer"].tolist(), table["name"].astype(str), strict=True))
+        self._release()
+
     def append(self, table: str, columns: Mapping[str, Any]) -> None:
         self._held.append((table, columns))
-        if self._names is not None or RunDir(self.run_dir).layers_file.exists():
+        if self._names is not None:
             self._release()
 
     def close(self) -> None:
@@ -60,8 +66,6 @@ class TensorBoardSink:
 
     def _release(self) -> None:
         """Write the rows held back, now that the layer names are known (or never will be)."""
-        if self._names is None:
-            self._names = _layer_names(self.run_dir)
         for table, columns in self._held:
             if table == "hist":
                 self._histograms(columns)
@@ -140,6 +144,7 @@ def export_tensorboard(sweep_dir: Path) -> list[Path]:
         for old in run.tensorboard_dir.glob(EVENT_FILES):
             old.unlink()
         with closing(TensorBoardSink(run.path)) as sink:
+            sink.describe_layers(_layer_table(run))
             for table, frame in tables.items():
                 if len(frame):
                     sink.append(table, {c: frame[c].to_numpy() for c in frame.columns})
@@ -160,13 +165,12 @@ def _tensorboard() -> tuple[Any, Any]:
     return summary_pb2, SummaryWriter
 
 
-def _layer_names(run_dir: Path) -> dict[int, str]:
-    """layer index -> module name from layers.csv; an index it lacks is tagged by number."""
+def _layer_table(run: RunDir) -> pd.DataFrame:
+    """A finished run's layers.csv (layer, name); empty when unreadable: tags use numbers."""
     try:
-        table = pd.read_csv(RunDir(run_dir).layers_file, usecols=["layer", "name"])
+        return pd.read_csv(run.layers_file, usecols=["layer", "name"])
     except (OSError, ValueError):
-        return {}
-    return dict(zip(table["layer"].tolist(), table["name"].astype(str).tolist(), strict=True))
+        return pd.DataFrame({"layer": [], "name": []})
 
 
 def _by_step(steps: Any) -> Iterator[tuple[int, np.ndarray]]:

@@ -283,8 +283,11 @@ def train(
                 optimizer.step()
                 schedule.step()
             probe.commit()
-            if step == 0:  # the probe knows the forward order once a step has run
-                atomic_write_text(run.layers_file, probe.layer_table().to_csv(index=False))
+            if step == first:  # the probe knows the forward order once a step has run
+                layer_table = probe.layer_table()
+                sink.describe_layers(layer_table)
+                if step == 0:
+                    atomic_write_text(run.layers_file, layer_table.to_csv(index=False))
             if diverged:
                 outcome = Outcome(DIVERGED, step, step, probe.locate_nonfinite())
                 break
