@@ -94,43 +94,30 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+class RunFile:
+    """A file (or folder) of every run, by name: `RunDir(p).config` is `p / "config.yaml"`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, run: RunDir, owner: type | None = None) -> Path:
+        return run.path / self.name
+
+
 @dataclass(frozen=True)
 class RunDir:
     """Names of the files of one run; a run directory is any directory holding `status.json`."""
 
     path: Path
 
-    @property
-    def config(self) -> Path:
-        return self.path / "config.yaml"
-
-    @property
-    def status_file(self) -> Path:
-        return self.path / "status.json"
-
-    @property
-    def summary_file(self) -> Path:
-        return self.path / "summary.json"
-
-    @property
-    def layers_file(self) -> Path:
-        return self.path / "layers.csv"
-
-    @property
-    def env_file(self) -> Path:
-        return self.path / "env.json"
-
-    @property
-    def error_file(self) -> Path:
-        return self.path / "error.txt"
-
-    @property
-    def metrics_dir(self) -> Path:
-        return self.path / "metrics"
-
-    @property
-    def tensorboard_dir(self) -> Path:
-        return self.path / "tensorboard"
+    config = RunFile("config.yaml")
+    status_file = RunFile("status.json")
+    summary_file = RunFile("summary.json")
+    layers_file = RunFile("layers.csv")
+    env_file = RunFile("env.json")
+    error_file = RunFile("error.txt")
+    metrics_dir = RunFile("metrics")
+    tensorboard_dir = RunFile("tensorboard")
 
     def exists(self) -> bool:
         return self.status_file.exists()
