@@ -32,7 +32,7 @@ demo: $(STAMP)  ## the headline sweep: MLP on digits, depth x activation, then t
 	$(BIN)/vgx sweep depth=10,20,50 act=sigmoid,relu hydra.sweep.dir=outputs/demo
 	@echo "make: vgx is $(BIN)/vgx; put it on your PATH with: source $(BIN)/activate"
 
-test: $(STAMP)  ## all tests
+test: lint  ## lint (ruff, mypy), then all tests
 	$(BIN)/pytest
 
 test-browser: $(STAMP)  ## render a report in headless chromium (installs Debian's chromium if missing)
@@ -58,9 +58,10 @@ stress: $(STAMP)  ## overnight attacks (kill, two sweeps at once, dead worker): 
 smoke: $(STAMP)  ## a tiny sweep plus report, seconds
 	$(BIN)/vgx sweep depth=2,3 act=sigmoid,relu steps=5 hydra.sweep.dir=outputs/smoke --redo
 
-lint: $(STAMP)  ## ruff check and format check
+lint: $(STAMP)  ## ruff check, ruff format check, mypy over vgx/ (pinned in pyproject)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)  ## ruff format and autofix
 	$(BIN)/ruff format .
