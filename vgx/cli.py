@@ -29,7 +29,7 @@ from hydra.core.plugins import Plugins
 
 from hydra_plugins.vgx_launchers.vgx_local import VgxLocalLauncher
 from hydra_plugins.vgx_launchers.vgx_slurm import VgxSlurmLauncher
-from vgx.config import register_configs
+from vgx.config import CONFIG_MODULE, register_configs
 from vgx.errors import EnvironmentProblem, VgxError, environment_message
 from vgx.interrupts import sigterm_interrupts
 from vgx.status import BUSY, FAILED, INTERRUPTED, INVALID, SKIPPED, TALLY
@@ -44,7 +44,6 @@ from vgx.sweep.progress import (
     record_steps,
 )
 
-CONFIG_MODULE = "vgx.configs"
 RUNS_ROOT = Path("outputs/runs")
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 # Hydra flags that print or complete instead of running: never add --multirun to them.
@@ -188,13 +187,10 @@ def cmd_run(args: list[str]) -> int:
 
 def check_combination(overrides: list[str]) -> None:
     """Compose the run's config as Hydra will and check it whole, before anything is written."""
-    from hydra import compose, initialize_config_module
-
+    from vgx.sweep.plan import compose_config
     from vgx.train import check_run
 
-    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
-        cfg = compose("config", overrides=[o for o in overrides if not o.startswith("hydra")])
-    check_run(cfg)
+    check_run(compose_config([o for o in overrides if not o.startswith("hydra")]))
 
 
 def cmd_sweep(args: list[str]) -> int:

@@ -15,6 +15,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 # Keys that change how a run executes, not what it computes: they enter neither the config hash
 # (a resumed run is reused whatever they say) nor a run's or a sweep's directory name. The one
 # list: configs/config.yaml reads it through the `vgx_execution_keys` resolver.
+CONFIG_MODULE = "vgx.configs"  # configs/ at the top of the repo, installed as this package
 EXECUTION_KEYS = ("threads", "progress", "logger", "checkpoint_every")
 
 

@@ -19,7 +19,7 @@ from hydra.core.override_parser.types import Glob, Override, QuotedString
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 
-from vgx.config import DataConfig, ModelConfig, ProbeConfig, VgxConfig, to_dict
+from vgx.config import CONFIG_MODULE, DataConfig, ModelConfig, ProbeConfig, VgxConfig, to_dict
 from vgx.data import DATASETS
 from vgx.errors import ConfigError
 from vgx.footprint import footprint, free_memory
@@ -39,7 +39,7 @@ from vgx.registry import Registry
 
 def experiment_names() -> list[str]:
     """The canned experiments: one YAML file each in configs/experiment/."""
-    folder = resources.files("vgx.configs") / "experiment"
+    folder = resources.files(CONFIG_MODULE) / "experiment"
     if not folder.is_dir():
         return []
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))

@@ -16,8 +16,9 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
+from omegaconf import DictConfig
 
-from vgx.config import to_dict
+from vgx.config import CONFIG_MODULE, to_dict
 from vgx.environment import usable_cores
 from vgx.errors import ConfigError
 from vgx.sweep.names import identity_name, safe_name, typed_text
@@ -47,6 +48,16 @@ class SweepPlan:
     extra_overrides: list[str] = field(default_factory=list)
 
 
+def compose_config(overrides: list[str], hydra: bool = False) -> DictConfig:
+    """The config Hydra composes from `overrides` (with its own `hydra` node if asked); a
+    composition error is one ConfigError line."""
+    try:
+        with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+            return compose("config", overrides=overrides, return_hydra_config=hydra)
+    except HydraException as err:
+        raise ConfigError(str(err).strip().splitlines()[0]) from None
+
+
 def _launcher_name(target: str) -> str:
     lowered = target.lower()
     return next((name for part, name in TARGET_NAMES.items() if part in lowered), "basic")
@@ -60,11 +71,7 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
     swept = {
         o.key_or_group: o for o in parsed if o.is_sweep_override() and not o.is_hydra_override()
     }
-    try:
-        with initialize_config_module("vgx.configs", version_base="1.3"):
-            cfg = compose("config", overrides=fixed, return_hydra_config=True)
-    except HydraException as err:
-        raise ConfigError(str(err).strip().splitlines()[0]) from None
+    cfg = compose_config(fixed, hydra=True)
     params = cfg.hydra.sweeper.params
     params = to_dict(params, resolve=False) if params is not None else {}
     from_config = [f"{k}={v}" for k, v in params.items() if k not in swept]
@@ -112,7 +119,7 @@ def sweep_jobs(overrides: list[str]) -> list[tuple[list[str], str | None]]:
     task = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
     custom_subdir = any(o.split("=", 1)[0].lstrip("+") == "hydra.sweep.subdir" for o in overrides)
     try:
-        with initialize_config_module("vgx.configs", version_base="1.3"):
+        with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
             fixed = [typed_text(o) for o in parse_overrides(task) if not o.is_sweep_override()]
             cfg = compose("config", overrides=fixed, return_hydra_config=True)
             params = cfg.hydra.sweeper.params
