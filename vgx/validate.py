@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -19,7 +19,15 @@ from hydra.core.override_parser.types import Glob, Override, QuotedString
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 
-from vgx.config import CONFIG_MODULE, DataConfig, ModelConfig, ProbeConfig, VgxConfig, to_dict
+from vgx.config import (
+    CONFIG_MODULE,
+    DataConfig,
+    ModelConfig,
+    ProbeConfig,
+    VgxConfig,
+    flatten,
+    to_dict,
+)
 from vgx.data import DATASETS
 from vgx.errors import ConfigError
 from vgx.footprint import footprint, free_memory
@@ -240,7 +248,7 @@ def expand_globs(overrides: list[str]) -> list[str]:
 def check_config(cfg: DictConfig) -> None:
     """Check a composed run config key by key, then its size against the memory free for it
     (combinations are checked when the model is built, which this check comes before)."""
-    flat = _flatten(to_dict(cfg))
+    flat = flatten(to_dict(cfg))
     for key, value in flat.items():
         if key == "experiment" and not value:
             continue
@@ -268,16 +276,3 @@ def _size(n: int) -> str:
     units = ("B", "KB", "MB", "GB", "TB")
     power = min(len(units) - 1, max(0, (int(n).bit_length() - 1) // 10))
     return f"{n / 2 ** (10 * power):.3g} {units[power]}"
-
-
-def _flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in node.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{name}."))
-            if "name" in value:
-                flat[name] = value["name"]
-        else:
-            flat[name] = value
-    return flat
