@@ -12,8 +12,9 @@ import torch
 
 from tests.helpers import TINY, run_vgx, start_vgx
 from vgx.interrupts import HeldStop, Terminated
-from vgx.run.checkpoint import CHECKPOINT, prune_metrics
+from vgx.run.checkpoint import CHECKPOINT, Checkpointer, load_resume, prune_metrics
 from vgx.store import MetricsWriter, RunDir, chunk_files
+from vgx.train import train
 
 STEPS = 400
 RUN = ("run", f"steps={STEPS}", "width=8", "threads=1", "progress=false", "--no-report")
@@ -146,3 +147,37 @@ def test_checkpoint_every_rejects_what_is_not_a_duration(tmp_path, value):
     result = run_vgx(*RUN[:1], *TINY, f"checkpoint_every={value}", cwd=tmp_path)
     assert result.returncode == 2
     assert "checkpoint_every" in result.stderr
+
+
+class OnceAfter(Checkpointer):
+    """One checkpoint, after `steps` steps (the loop asks `due` once after every step)."""
+
+    def __init__(self, run: RunDir, steps: int) -> None:
+        super().__init__(run, "h", every_min=1.0)
+        self.asked, self.steps = 0, steps
+
+    def due(self) -> bool:
+        self.asked += 1
+        return self.asked == self.steps
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [("probe.every=3",), ("model=lstm", "depth=2", "seq_len=4", "probe.hist_every=5")],
+    ids=["probe-every-3", "lstm-with-histograms"],
+)
+def test_resuming_from_a_checkpoint_repeats_the_uninterrupted_metrics(
+    make_cfg, tmp_path, overrides
+):
+    cfg = make_cfg("steps=40", "width=8", "threads=1", "eval_every=7", *overrides)
+    whole = RunDir(tmp_path / "whole")
+    train(cfg, whole)
+    cut = RunDir(tmp_path / "cut")
+    train(cfg, cut, checkpoints=OnceAfter(cut, steps=17))  # as if it had stopped there
+    resume = load_resume(cut, "h")
+    assert resume is not None and resume.steps_done == 17
+    train(cfg, cut, resume=resume)
+    for table in ("steps", "layers", "evals", "time", "hist"):
+        again = cut.read_table(table).reset_index(drop=True)
+        once = whole.read_table(table).reset_index(drop=True)
+        pd.testing.assert_frame_equal(again, once, check_exact=True)
