@@ -10,11 +10,13 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.helpers import TINY, run_vgx, start_vgx
+from tests.helpers import run_vgx, start_vgx
+from vgx.errors import ConfigError
 from vgx.interrupts import HeldStop, Terminated
 from vgx.run.checkpoint import CHECKPOINT, Checkpointer, load_resume, prune_metrics
 from vgx.store import MetricsWriter, RunDir, chunk_files
 from vgx.train import train
+from vgx.validate import check_overrides
 
 STEPS = 400
 RUN = ("run", f"steps={STEPS}", "width=8", "threads=1", "progress=false", "--no-report")
@@ -126,9 +128,9 @@ def test_a_second_stop_signal_stops_at_once():
         held.hold(signal.SIGTERM, None)
 
 
-def test_a_finished_run_keeps_no_checkpoint(tmp_path):
-    assert run_vgx(*RUN[:1], *TINY, OFTEN, "hydra.run.dir=r", cwd=tmp_path).returncode == 0
-    assert not (tmp_path / "r" / CHECKPOINT).exists()
+def test_a_finished_run_keeps_no_checkpoint(resumed):
+    _, run, _ = resumed
+    assert not (run.path / CHECKPOINT).exists()
 
 
 def test_resuming_removes_the_chunks_written_after_the_checkpoint(tmp_path):
@@ -143,10 +145,9 @@ def test_resuming_removes_the_chunks_written_after_the_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize("value", ["-1", "abc"])
-def test_checkpoint_every_rejects_what_is_not_a_duration(tmp_path, value):
-    result = run_vgx(*RUN[:1], *TINY, f"checkpoint_every={value}", cwd=tmp_path)
-    assert result.returncode == 2
-    assert "checkpoint_every" in result.stderr
+def test_checkpoint_every_rejects_what_is_not_a_duration(value):
+    with pytest.raises(ConfigError, match="checkpoint_every"):
+        check_overrides([f"checkpoint_every={value}"])
 
 
 class OnceAfter(Checkpointer):
