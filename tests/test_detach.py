@@ -32,8 +32,9 @@ def wait_for_end(sweep_dir, timeout: float = 120.0) -> dict:
     raise AssertionError("the detached front end did not end")
 
 
-@pytest.fixture
-def detached(tmp_path):
+@pytest.fixture(scope="module")
+def detached(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("detached")
     result = run_vgx(*SWEEP, "hydra.sweep.dir=s", "--detach", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     pid = detached_pid(result.stdout)

@@ -148,13 +148,19 @@ def preempted(tmp_path_factory):
     after = run.read_status()
     shown = run_vgx("status", "s", cwd=cwd).stdout
     again = run_vgx(*LONG, *VGX_SLURM, OFTEN, "hydra.sweep.dir=s", *pair, cwd=cwd)
-    return out, after, shown, again, run
+    resumed = run_vgx("status", "s", cwd=cwd).stdout
+    return out, after, shown, again, run, resumed
 
 
 def test_scancel_signal_term_ends_the_run_interrupted(preempted):
-    _, after, _, _, _ = preempted
+    _, after, _, _, _, _ = preempted
     assert after["status"] == "interrupted"
     assert after["message"].startswith("SIGTERM (preemption, scancel or the time limit) in SLURM")
+
+
+def test_vgx_status_shows_the_resumed_sweep_done(preempted):
+    resumed = preempted[5]
+    assert "2 done, 0 running, 0 failed, 0 diverged, 0 invalid, 0 interrupted, 0 pending" in resumed
 
 
 def test_a_preempted_packs_unstarted_run_is_tallied_interrupted(preempted):
@@ -169,7 +175,7 @@ def test_vgx_status_shows_the_preempted_run_with_its_signal_and_the_unstarted_on
 
 
 def test_running_the_sweep_again_resumes_the_preempted_run(preempted):
-    _, _, _, again, run = preempted
+    _, _, _, again, run, _ = preempted
     assert again.returncode == 0, again.stderr[-2000:]
     assert "2 done" in again.stdout
     status = run.read_status()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 
@@ -59,6 +60,21 @@ def test_counts_every_status_word_with_pending_from_the_manifest(sweep):
 def test_a_running_run_counts_its_time_since_it_started(sweep):
     running = next(r for r in collect(sweep, now=NOW).runs if r.status == RUNNING)
     assert running.seconds == pytest.approx(42.0, abs=0)
+
+
+def test_a_running_run_whose_process_is_gone_is_named(sweep):
+    owner = {"host": socket.gethostname(), "pid": 2**22 + 7, "token": "t"}
+    (sweep / "act=c" / ".vgx-lock").write_text(json.dumps(owner))
+    text = render(collect(sweep, now=NOW))
+    assert "running, but their process is gone (killed? the sweep again redoes them):\n  act=c" in (
+        text
+    )
+
+
+def test_a_running_run_whose_process_lives_is_not_named(sweep):
+    owner = {"host": socket.gethostname(), "pid": os.getpid(), "token": "t"}
+    (sweep / "act=c" / ".vgx-lock").write_text(json.dumps(owner))
+    assert "process is gone" not in render(collect(sweep, now=NOW))
 
 
 def test_slowest_runs_come_first_with_the_running_one_marked_so_far(sweep):

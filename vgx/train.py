@@ -31,7 +31,7 @@ from vgx.config import EXECUTION_KEYS, to_dict
 from vgx.data import Dataset, batches, load_dataset
 from vgx.environment import default_threads, environment
 from vgx.errors import ConfigError, environment_message
-from vgx.interrupts import sigterm_interrupts
+from vgx.interrupts import Terminated, sigterm_interrupts, stops_at_step_end
 from vgx.loggers import open_sink
 from vgx.models import build_model, fit_data
 from vgx.optim import DTYPES, make_optimizer, make_schedule, resolve_device
@@ -253,6 +253,7 @@ def train(
             hist_every=cfg.probe.hist_every,
             sink=sink,
         ) as probe,
+        stops_at_step_end() as stop,
     ):
         if resume is not None:
             probe.resume(first, resume.state["probe"])
@@ -299,7 +300,10 @@ def train(
                 on_step(outcome.steps_done, cfg.steps)
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{loss.item():.4g}", refresh=False)
-            if checkpoints is not None and checkpoints.due() and outcome.steps_done < cfg.steps:
+            if checkpoints is not None and (
+                (stop.reason is not None and checkpoints.enabled)
+                or (checkpoints.due() and outcome.steps_done < cfg.steps)
+            ):
                 writer.flush()  # the metrics so far belong to the checkpoint
                 checkpoints.save(
                     outcome.steps_done,
@@ -311,6 +315,8 @@ def train(
                         "probe": probe.position(),
                     },
                 )
+            if stop.reason is not None:
+                raise Terminated(stop.reason)
         bar.close()
     elapsed = elapsed_before + time.perf_counter() - started
     run.write_summary({**summarise(run, outcome, elapsed), **data.sizes()})

@@ -1,8 +1,9 @@
 """Checkpoints: a run interrupted, preempted or requeued continues where it was, not at step 0.
 
-Every `checkpoint_every` minutes (0: off) the training loop saves, at a step boundary, everything
-the next step depends on: model, optimizer and schedule state, torch's RNG state, the data
-position (steps done: the seeded batch order is replayed to it), the probe's position (its
+Every `checkpoint_every` minutes (0: off), and when a stop signal arrives (Ctrl-C, SIGTERM: the
+loop finishes its step first, vgx/interrupts.py), the training loop saves, at a step boundary,
+everything the next step depends on: model, optimizer and schedule state, torch's RNG state, the
+data position (steps done: the seeded batch order is replayed to it), the probe's position (its
 forward order) and the wall time so far. The metrics written until then are flushed first and
 their chunk files listed in the checkpoint: on resume, chunks written after it (by steps that
 will run again) are removed, so the metrics hold every step exactly once.
@@ -51,8 +52,12 @@ class Checkpointer:
         self._last = time.monotonic()
         self.saved = 0  # checkpoints written by this process (for tests and logs)
 
+    @property
+    def enabled(self) -> bool:
+        return self.every_s > 0
+
     def due(self) -> bool:
-        return self.every_s > 0 and time.monotonic() - self._last >= self.every_s
+        return self.enabled and time.monotonic() - self._last >= self.every_s
 
     def save(self, steps_done: int, elapsed_s: float, state: dict[str, Any]) -> None:
         """Save `state` as the run after `steps_done` steps (its metrics must be flushed)."""

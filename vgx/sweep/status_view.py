@@ -7,12 +7,15 @@ sweep runs, locally or on SLURM, and never touches a run.
 
 from __future__ import annotations
 
+import json
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vgx.errors import VgxError
+from vgx.run.lock import LEASE_FILE, LOCK_FILE, pid_alive
 from vgx.status import (
     CORRUPT,
     DIVERGED,
@@ -44,6 +47,7 @@ class RunState:
     message: str = ""
     seconds: float | None = None
     slurm_job: str | None = None
+    owner_gone: bool = False  # `running`, but its owner's pid is gone on this host (killed)
 
 
 @dataclass
@@ -71,9 +75,26 @@ def run_state(run: RunDir, root: Path, now: float) -> RunState:
             wall = None
         seconds = float(wall) if isinstance(wall, (int, float)) else None
     name = str(run.path.relative_to(root)) if run.path != root else run.path.name
-    return RunState(
-        name, status, str(record.get("message") or ""), seconds, record.get("slurm_job")
-    )
+    gone = status == RUNNING and owner_gone(run)
+    message = str(record.get("message") or "")
+    return RunState(name, status, message, seconds, record.get("slurm_job"), gone)
+
+
+def owner_gone(run: RunDir) -> bool:
+    """Whether the process that holds (or last held) the run's lock is gone from this host.
+
+    Read from the lock file's owner record only: taking the lock, even for a moment, could make
+    its real owner see the run as busy."""
+    for name in (LOCK_FILE, LEASE_FILE):
+        try:
+            owner = json.loads((run.path / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(owner, dict) and owner.get("host") == socket.gethostname():
+            pid = owner.get("pid")
+            return isinstance(pid, int) and not pid_alive(pid)
+        return False
+    return False
 
 
 def pending_count(sweep_dir: Path, runs: list[RunState]) -> int:
@@ -143,6 +164,10 @@ def render(state: SweepState) -> str:
         for seconds, run in timed[:SLOWEST]:
             so_far = " so far" if run.status == RUNNING else ""
             lines.append(f"  {_duration(seconds)}{so_far}  {run.status:<11} {run.name}")
+    gone = [r for r in state.runs if r.owner_gone]
+    if gone:
+        lines.append("running, but their process is gone (killed? the sweep again redoes them):")
+        lines += [f"  {r.name}" for r in gone]
     problems = [r for r in state.runs if r.status in PROBLEMS]
     if problems:
         lines.append("not done:")
