@@ -218,10 +218,13 @@ def train(
             model,
             every=cfg.probe.every,
             weights=cfg.probe.weights,
+            act_grads=cfg.probe.act_grads,
             activations=cfg.probe.activations,
             updates=cfg.probe.updates,
             time=cfg.probe.time,
             hist_every=cfg.probe.hist_every,
+            detail_every=cfg.probe.detail_every,
+            last_step=cfg.steps - 1,
             sink=sink,
         ) as probe,
     ):

@@ -76,6 +76,7 @@ from torch.nn.utils.rnn import PackedSequence
 from vgx.errors import ConfigError
 from vgx.histograms import QUANTITIES, hist_rows, layer_counts, log_histogram
 from vgx.probe import recurrent
+from vgx.probe.schedule import LOG, check_detail_every, is_detailed
 from vgx.probe.norms import (
     Norms,
     Scratch,
@@ -144,20 +145,27 @@ class GradientProbe:
         model: nn.Module,
         every: int = 1,
         weights: bool = True,
+        act_grads: bool = True,
         activations: bool = True,
         updates: bool = True,
         time: bool = True,
         hist_every: int = 0,
+        detail_every: int = LOG,
+        last_step: int | None = None,
         sink: Sink | None = None,
     ) -> None:
         if every < 1:
             raise ConfigError(f"probe.every={every}: must be at least 1")
         if hist_every < 0:
             raise ConfigError(f"probe.hist_every={hist_every}: must be 0 (off) or more")
+        check_detail_every(detail_every)
         self.every = every
         self.hist_every = hist_every
+        self.detail_every = detail_every
+        self.last_step = last_step
         self._on = {
             "weights": weights,
+            "act_grads": act_grads,
             "activations": activations,
             "updates": updates,
             "time": time,
@@ -175,8 +183,9 @@ class GradientProbe:
         self._pair_param = np.array([param_index.get(id(w), -1) for _, w in pairs], dtype=np.int64)
         self._numel = np.array([sum(w.numel() for w in la.weights) for la in self._layers], float)
         self._cells = {i for i, layer in enumerate(self._layers) if layer.cell}
+        self._timed = {i for i, layer in enumerate(self._layers) if layer.cell or layer.fused_rnn}
         self._order: list[int] | None = None  # registration indices in forward order, once known
-        self._watch_outputs = activations or time
+        self._watch_outputs = act_grads or activations or time
         self._handles = [
             layer.module.register_forward_hook(partial(self._on_layer_output, i))
             for i, layer in enumerate(self._layers)
@@ -211,10 +220,18 @@ class GradientProbe:
         """Whether `step` is recorded; on other steps each hook costs one flag check."""
         return step % self.every == 0
 
+    def is_detailed(self, step: int) -> bool:
+        """Whether probed step `step` also records activations, updates and time (schedule.py)."""
+        return is_detailed(step, self.detail_every, self.last_step)
+
     def start_step(self, step: int) -> None:
         """Arm (or disarm) the hooks for the forward pass of `step`; needed only to skip steps."""
+        if not self.is_probed(step):
+            self._record = None
+            return
         hist = self.hist_every > 0 and step % self.hist_every == 0
-        self._record = Record([0] * len(self._layers), hist=hist) if self.is_probed(step) else None
+        detail = hist or self.is_detailed(step)  # a histogram step records everything
+        self._record = Record([0] * len(self._layers), hist=hist, detail=detail)
 
     def capture(self, step: int, loss: Tensor | float, loss_scale: float = 1.0) -> None:
         """Read this step's gradients: after backward and unscale_, before clipping and step().
@@ -337,10 +354,11 @@ class GradientProbe:
         values = out.data if isinstance(out, PackedSequence) else out
         call = record.calls[index]
         record.calls[index] += 1
-        if self._on["activations"]:
+        if record.detail and self._on["activations"]:
             self._settle(record)
             record.pending = (index, values.detach())
-        if values.grad_fn is not None:
+        timed = record.detail and self._on["time"] and index in self._timed
+        if values.grad_fn is not None and (self._on["act_grads"] or timed):
             record.hooked.add(index)
             reduce = self._grad_reducer(index, out, record)
             # A pre-hook on the node that made the output sees dL/d(output) even if the output is
@@ -352,7 +370,7 @@ class GradientProbe:
         self, index: int, module: nn.RNNBase, args: Any, kwargs: Any, output: Any
     ) -> None:
         record = self._record
-        if record is not None and torch.is_grad_enabled():
+        if record is not None and record.detail and torch.is_grad_enabled():
             tape = recurrent.watch(module, args, kwargs, output)
             if tape is not None:
                 record.tapes.append((index, tape))
@@ -385,7 +403,7 @@ class GradientProbe:
     ) -> Callable[[Tensor], Tensor]:
         """How the output gradient is reduced: to its norm, or to one norm per time step."""
         layer = self._layers[index]
-        if not (self._on["time"] and layer.fused_rnn):
+        if not (self._on["time"] and record.detail and layer.fused_rnn):
             return partial(_total, self._scratch)
         if isinstance(out, PackedSequence):
             steps = len(out.batch_sizes)
@@ -415,10 +433,14 @@ class GradientProbe:
                 ]
         present = [i for i, p in enumerate(self._params) if p.grad is not None]
         grads = [self._params[i].grad for i in present]
-        weights = self._weights if self._on["weights"] or self._on["updates"] else []
+        # keep_step() (no record) stores the weights and the update as a detailed step would
+        updates = self._on["updates"] and (record is None or record.detail) and self._weights
+        weights = self._weights if updates else []
         # Gradients and weights in one call: one fused reduction per device/dtype group.
         both = self._norms(grads + weights)
-        pieces = {"grads": both[: len(grads)], "weights": both[len(grads) :]}
+        pieces = {"grads": both[: len(grads)]}
+        if weights:
+            pieces["weights"] = both[len(grads) :]
         if isinstance(loss, Tensor):
             pieces["loss"] = loss.detach().reshape(1)
         if record is not None:
@@ -439,7 +461,7 @@ class GradientProbe:
             loss_scale=loss_scale,
             present=present,
             nonfinite=nonfinite,
-            snapshot=self._snapshot() if self._on["updates"] and self._weights else None,
+            snapshot=self._snapshot() if updates else None,
         )
 
     def _snapshot(self) -> list[Tensor]:
@@ -476,15 +498,15 @@ class GradientProbe:
         grad[capture.present] = host["grads"]
         layers = dict.fromkeys(LAYER_METRICS, np.full(n_layers, np.nan))
         layers["nonfinite"] = per_layer(np.where(trainable, capture.nonfinite[self._pair_param], 0))
-        if self._on["weights"] or self._on["updates"]:
-            weight_norm = layer_norm(host["weights"][self._pair_weight])
         if self._on["weights"]:
             grad_norm = layer_norm(np.where(trainable, grad[self._pair_param], 0.0))
             layers["grad_norm"] = np.where(per_layer(trainable) > 0, grad_norm, np.nan)
             layers["grad_rms"] = layers["grad_norm"] / np.sqrt(self._numel)
-            layers["weight_norm"] = weight_norm
+        if "weights" in host:
+            layers["weight_norm"] = layer_norm(host["weights"][self._pair_weight])
         if "update" in host:
-            layers["update_ratio"] = layer_norm(host["update"][self._pair_weight]) / weight_norm
+            update = layer_norm(host["update"][self._pair_weight])
+            layers["update_ratio"] = update / layers["weight_norm"]
         act_nonfinite, time = np.zeros(n_layers, dtype=bool), {}
         record = capture.record
         if record is not None:
@@ -497,7 +519,7 @@ class GradientProbe:
             for i, values in series.items():
                 column = recurrent.HIDDEN if i in self._cells else recurrent.OUTPUT
                 time.setdefault(column, {})[i] = values
-            if self._on["activations"]:
+            if self._on["act_grads"]:
                 layers["act_grad_norm"] = act_grad_norm
             if record.stats:
                 stats = activation_metrics(record, host, n_layers)
@@ -509,7 +531,7 @@ class GradientProbe:
             nonfinite=int(capture.nonfinite.sum()),
             layers=layers,
             act_nonfinite=act_nonfinite,
-            time=time if self._on["time"] else {},
+            time=time if self._on["time"] and (record is None or record.detail) else {},
             hist=self._hist(record, host) if record is not None and record.hist else None,
         )
 

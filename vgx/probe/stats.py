@@ -157,6 +157,7 @@ class Record:
     hooked: set[int] = field(default_factory=set)  # layers whose output joined the graph
     steps: dict[int, int] = field(default_factory=dict)  # time steps of fused recurrent layers
     hist: bool = False  # whether this step takes histograms
+    detail: bool = True  # whether this step records activations, updates and time (schedule.py)
     hists: list[tuple[int, int, Tensor]] = field(default_factory=list)  # (layer, quantity, counts)
     tapes: list[tuple[int, Tape]] = field(default_factory=list)  # fused recurrent calls
 
