@@ -76,7 +76,6 @@ from torch.nn.utils.rnn import PackedSequence
 from vgx.errors import ConfigError
 from vgx.histograms import QUANTITIES, hist_rows, layer_counts, log_histogram
 from vgx.probe import recurrent
-from vgx.probe.schedule import LOG, check_detail_every, is_detailed
 from vgx.probe.norms import (
     Norms,
     Scratch,
@@ -86,6 +85,7 @@ from vgx.probe.norms import (
     tensor_norm,
     total_norm,
 )
+from vgx.probe.schedule import LOG, check_detail_every, is_detailed
 from vgx.probe.stats import (
     LAYER_COLUMNS,
     LAYER_METRICS,
