@@ -79,8 +79,9 @@ def test_a_float32_tensor_of_2_to_the_26_elements_is_within_1e_minus_6() -> None
 def test_norms_match_float64_for_small_and_large_tensors_of_either_dtype() -> None:
     singles, doubles = float32_tensors_of_every_magnitude(), float64_tensors_of_every_magnitude()
     values = Norms()([*singles, *doubles]).tolist()
-    assert values[: len(singles)] == pytest.approx([reference(t) for t in singles], rel=1e-6, abs=0)
-    assert values[len(singles) :] == pytest.approx([reference(t) for t in doubles], rel=1e-12, abs=0)
+    single, double = values[: len(singles)], values[len(singles) :]
+    assert single == pytest.approx([reference(t) for t in singles], rel=1e-6, abs=0)
+    assert double == pytest.approx([reference(t) for t in doubles], rel=1e-12, abs=0)
 
 
 @pytest.mark.parametrize(
