@@ -100,12 +100,13 @@ class Loop:
         self.after_backward = after_backward
         self.step = 0
         self.times: list[float] = []
+        self.cpu: list[float] = []  # the main thread's CPU time: blind to other processes
         self.detailed: list[bool] = []  # per timed step: did the probe record the detail groups
 
     def run(self, x: torch.Tensor, y: torch.Tensor, steps: int, keep: bool) -> None:
         for _ in range(steps):
             sync(x.device)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.thread_time()
             loss = nn.functional.cross_entropy(self.model(x), y)
             self.optimizer.zero_grad()
             loss.backward()
@@ -119,15 +120,18 @@ class Loop:
             sync(x.device)
             if keep:
                 self.times.append(time.perf_counter() - start)
+                self.cpu.append(time.thread_time() - cpu)
                 self.detailed.append(self.probe is not None and self.probe.is_detailed(self.step))
             self.step += 1
 
-    def cost(self) -> float:
-        """Median step time; for a scheduled probe, the mean over a RUN_STEPS-step run."""
-        light = [t for t, d in zip(self.times, self.detailed, strict=True) if not d]
-        heavy = [t for t, d in zip(self.times, self.detailed, strict=True) if d]
+    def cost(self, cpu: bool = False) -> float:
+        """Median step time (wall, or the main thread's CPU time); for a scheduled probe, the
+        mean over a RUN_STEPS-step run."""
+        times = self.cpu if cpu else self.times
+        light = [t for t, d in zip(times, self.detailed, strict=True) if not d]
+        heavy = [t for t, d in zip(times, self.detailed, strict=True) if d]
         if not (light and heavy):
-            return statistics.median(self.times)
+            return statistics.median(times)
         share = sum(is_detailed(s, self.probe.detail_every, None) for s in range(RUN_STEPS))
         share /= RUN_STEPS
         return share * statistics.median(heavy) + (1 - share) * statistics.median(light)
@@ -195,6 +199,7 @@ def peer_table(args: argparse.Namespace, tmp: Path, wandb: Any, threads: int) ->
     rows = ("Lightning grad_norm", "wandb.watch", *VGX)
     before = load()
     costs: dict[str, dict[str, float]] = {}
+    cpu: dict[str, dict[str, float]] = {}
     for label, act in ACTIVATIONS.items():
         torch.manual_seed(0)
         model = mlp(50, 256, act).to(args.device)
@@ -203,17 +208,26 @@ def peer_table(args: argparse.Namespace, tmp: Path, wandb: Any, threads: int) ->
         if "wandb.watch" in loops:
             wandb.unwatch(loops["wandb.watch"].model)
         costs[label] = {name: loop.cost() for name, loop in loops.items()}
+        cpu[label] = {name: loop.cost(cpu=True) for name, loop in loops.items()}
+    # With one thread the main thread's CPU time is the whole step's, and it does not count
+    # the time other processes take the core: the figure a shared machine can still give.
+    with_cpu = threads == 1 and args.device == "cpu"
     print(
         f"\nMLP depth 50 x width 256, batch 128, plain SGD, {args.device}, {threads} threads; "
         f"{args.rounds} rounds of {args.block} steps per configuration; load average "
-        f"{before} before, {load()} after"
+        f"{before} before, {load()} after; ratios of median wall times"
+        + ("; in brackets of median CPU times" if with_cpu else "")
     )
     print(f"| configuration | {' | '.join(ACTIVATIONS)} |\n| --- |{' --- |' * len(ACTIVATIONS)}")
     bare = " | ".join(f"{costs[a]['bare'] * 1e3:.1f} ms" for a in ACTIVATIONS)
     print(f"| bare step | {bare} |")
     for name in costs[next(iter(ACTIVATIONS))]:
         if name != "bare":
-            ratios = " | ".join(f"{costs[a][name] / costs[a]['bare']:.3f}x" for a in ACTIVATIONS)
+            ratios = " | ".join(
+                f"{costs[a][name] / costs[a]['bare']:.3f}x"
+                + (f" ({cpu[a][name] / cpu[a]['bare']:.3f}x)" if with_cpu else "")
+                for a in ACTIVATIONS
+            )
             print(f"| {name} | {ratios} |")
     for name in ("Lightning grad_norm", "wandb.watch"):
         if name not in costs[next(iter(ACTIVATIONS))]:
