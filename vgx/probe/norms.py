@@ -89,15 +89,16 @@ def scaled_norm(values: Tensor, dims: list[int] | None = None) -> Tensor:
 def tensor_norm(values: Tensor, scratch: Scratch) -> Tensor:
     """‖x‖₂ of one tensor as a 0-d float64 tensor, exact for every float32 and float64 value.
 
-    CPU: float32 (half) in chunks copied into a float64 scratch, then a BLAS dot; float64 by a
-    plain dot when its result is in the safe range, else scaled. Other devices convert inside the
-    reduction (float64: always scaled, a range check would cost a host sync).
+    CPU: float32 (half) up to _HUGE elements by one float64 reduction, larger ones in chunks
+    copied into a float64 scratch, then a BLAS dot; float64 by a plain dot when its result is in
+    the safe range, else scaled. Other devices convert inside the reduction (float64: always
+    scaled, a range check would cost a host sync).
     """
     flat = values.detach().reshape(-1)
-    if flat.device.type != "cpu":
-        if flat.dtype == torch.float64:
-            return scaled_norm(flat)
+    if flat.dtype != torch.float64 and (flat.device.type != "cpu" or flat.numel() <= _HUGE):
         return torch.linalg.vector_norm(flat, dtype=torch.float64)
+    if flat.device.type != "cpu":
+        return scaled_norm(flat)
     if flat.dtype == torch.float64:
         square = torch.vdot(flat, flat)
         safe = flat.numel() * _FLOOR <= float(square) < np.inf  # on CPU: no device sync

@@ -133,6 +133,10 @@ class _Metrics:
     hist: np.ndarray | None  # (layer, quantity, bin) counts on histogram steps
 
 
+# An output gradient up to this many elements is kept until capture() (4 MB in float32), which
+# reads all of them in one Norms call: a norm per hook cost 2-3x as much in Python and kernel
+# launches. Larger ones are reduced in the hook, so memory never grows by much.
+_KEEP = 1 << 20
 # quantity index of each histogram in vgx.histograms.QUANTITIES
 _GRAD, _ACT_GRAD, _ACT = (QUANTITIES.index(q) for q in ("grad", "act_grad", "act"))
 
@@ -210,6 +214,8 @@ class GradientProbe:
         self._last_step = -1
         self._buffer: list[Tensor] | None = None  # reused snapshot of the weights (updates)
         self._scratch = Scratch()  # reused workspace of the statistics and output-gradient norms
+        self._total = partial(_total, self._scratch)
+        self._kept_norms = Norms()  # of the output gradients kept until capture()
         self._norms = Norms()  # of gradients, weights and updates
         self._unprobed: tuple[int, Tensor | float, float] | None = None  # for keep_step()
         self.start_step(0)
@@ -294,6 +300,7 @@ class GradientProbe:
         self._handles = []
         self._record = None
         self._buffer, self._scratch, self._norms = None, Scratch(), Norms()  # release workspaces
+        self._total, self._kept_norms = partial(_total, self._scratch), Norms()
 
     def __enter__(self) -> GradientProbe:
         return self
@@ -363,6 +370,7 @@ class GradientProbe:
             reduce = self._grad_reducer(index, out, record)
             # A pre-hook on the node that made the output sees dL/d(output) even if the output is
             # later modified in place; ~10× cheaper to register than Tensor.register_hook.
+            reduce = reduce or (None if values.numel() <= _KEEP else self._total)
             hook = partial(_on_output_grad, record, index, call, values.output_nr, reduce)
             values.grad_fn.register_prehook(hook)
 
@@ -400,11 +408,11 @@ class GradientProbe:
 
     def _grad_reducer(
         self, index: int, out: Tensor | PackedSequence, record: Record
-    ) -> Callable[[Tensor], Tensor]:
-        """How the output gradient is reduced: to its norm, or to one norm per time step."""
+    ) -> Callable[[Tensor], Tensor] | None:
+        """How the output gradient is reduced: to its norm (None), or to a norm per time step."""
         layer = self._layers[index]
         if not (self._on["time"] and record.detail and layer.fused_rnn):
-            return partial(_total, self._scratch)
+            return None  # the whole output's norm
         if isinstance(out, PackedSequence):
             steps = len(out.batch_sizes)
             rows = torch.repeat_interleave(torch.arange(steps), out.batch_sizes)
@@ -424,6 +432,10 @@ class GradientProbe:
         """capture() of a probed step: reductions launched on the device, one bool synced."""
         if record is not None:
             self._settle(record)
+            if record.kept:
+                norms = self._kept_norms([grad for _, _, grad in record.kept])
+                record.grads += [(i, c, norms[j : j + 1]) for j, (i, c, _) in enumerate(record.kept)]
+                record.kept = []
             if record.hist:
                 record.hists += [
                     (i, _GRAD, log_histogram(w.grad))
@@ -572,10 +584,15 @@ def _on_output_grad(
     index: int,
     call: int,
     slot: int,
-    reduce: Callable[[Tensor], Tensor],
+    reduce: Callable[[Tensor], Tensor] | None,
     grad_outputs: tuple[Tensor | None, ...],
 ) -> None:
-    if grad_outputs[slot] is not None:  # None: no gradient reached this output of the node
-        record.grads.append((index, call, reduce(grad_outputs[slot])))
-        if record.hist:
-            record.hists.append((index, _ACT_GRAD, log_histogram(grad_outputs[slot])))
+    grad = grad_outputs[slot]
+    if grad is None:  # no gradient reached this output of the node
+        return
+    if reduce is None:
+        record.kept.append((index, call, grad))  # its norm comes with the others at capture
+    else:
+        record.grads.append((index, call, reduce(grad)))
+    if record.hist:
+        record.hists.append((index, _ACT_GRAD, log_histogram(grad)))

@@ -153,7 +153,8 @@ class Record:
     seen: dict[int, None] = field(default_factory=dict)  # layers in first-call order
     pending: tuple[int, Tensor] | None = None  # last layer output, until an activation claims it
     stats: list[Stats] = field(default_factory=list)  # per call
-    grads: list[tuple[int, int, Tensor]] = field(default_factory=list)  # (layer, call, Σx²)
+    grads: list[tuple[int, int, Tensor]] = field(default_factory=list)  # (layer, call, norms)
+    kept: list[tuple[int, int, Tensor]] = field(default_factory=list)  # (layer, call, gradient)
     hooked: set[int] = field(default_factory=set)  # layers whose output joined the graph
     steps: dict[int, int] = field(default_factory=dict)  # time steps of fused recurrent layers
     hist: bool = False  # whether this step takes histograms
