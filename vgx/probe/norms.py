@@ -45,12 +45,11 @@ class Scratch:
     """Reusable buffers (one per dtype and device), grown to the largest request.
 
     With 2 CPU threads, fresh temporaries cost about as much as the reductions themselves
-    (first-touch page faults); a buffer holds no data beyond one call (but the ones of rows()).
+    (first-touch page faults); a buffer holds no data beyond one call.
     """
 
     def __init__(self) -> None:
         self._buffers: dict[tuple[torch.dtype, torch.device], Tensor] = {}
-        self._rows: dict[torch.device, Tensor] = {}
 
     def like(self, values: Tensor, dtype: torch.dtype) -> Tensor:
         """A flat `dtype` buffer with the size and device of `values`."""
@@ -59,15 +58,6 @@ class Scratch:
         if buffer is None or buffer.numel() < n:
             buffer = self._buffers[key] = torch.empty(n, dtype=key[0], device=key[1])
         return buffer[:n]
-
-    def rows(self, values: Tensor, k: int) -> Tensor:
-        """A (k, numel) float64 view whose first row is ones (filled once per allocation)."""
-        n, buffer = values.numel(), self._rows.get(values.device)
-        if buffer is None or buffer.shape[1] < n:
-            buffer = torch.empty(3, n, dtype=torch.float64, device=values.device)
-            buffer[0] = 1.0
-            self._rows[values.device] = buffer
-        return buffer[:k, :n]
 
 
 def scaled_norm(values: Tensor, dims: list[int] | None = None) -> Tensor:
@@ -157,7 +147,8 @@ class Norms:
             redo = sorted({i for i, _, _ in plan.rows} - set(trusted) | plan.exact)
             if redo:
                 exact.update(zip(redo, self._exact([flats[i] for i in redo]), strict=True))
-                again = [v**2 >= key[i][0] * RETRY for i, v in zip(redo, self._host(exact, redo))]
+                values = torch.stack([exact[i] for i in redo]).tolist()
+                again = [v**2 >= key[i][0] * RETRY for i, v in zip(redo, values, strict=True)]
                 # read exactly next step too while the squares stay out of float32's range
                 plan.exact = {i for i, ok in zip(redo, again, strict=True) if not ok}
         result = squares.sqrt_()
@@ -170,10 +161,6 @@ class Norms:
         mid = [f for f in flats if f.numel() <= _HUGE]
         fused = iter(torch._foreach_norm(mid, 2, dtype=torch.float64) if mid else ())
         return [next(fused) if f.numel() <= _HUGE else tensor_norm(f, self._scratch) for f in flats]
-
-    @staticmethod
-    def _host(norms: dict[int, Tensor], indices: list[int]) -> list[float]:
-        return torch.stack([norms[i] for i in indices]).tolist()
 
 
 class _Plan:

@@ -402,7 +402,7 @@ class GradientProbe:
 
     def _describe(self, record: Record, index: int, output: Tensor, shape: Shape) -> None:
         """A layer's activation statistics, and on histogram steps its activation histogram."""
-        record.stats.append(statistics(index, output, shape, self._scratch))
+        record.stats.append(statistics(index, output, shape))
         if record.hist:
             record.hists.append((index, _ACT, log_histogram(output)))
 
@@ -434,7 +434,8 @@ class GradientProbe:
             self._settle(record)
             if record.kept:
                 norms = self._kept_norms([grad for _, _, grad in record.kept])
-                record.grads += [(i, c, norms[j : j + 1]) for j, (i, c, _) in enumerate(record.kept)]
+                kept = enumerate(record.kept)
+                record.grads += [(i, c, norms[j : j + 1]) for j, (i, c, _) in kept]
                 record.kept = []
             if record.hist:
                 record.hists += [
