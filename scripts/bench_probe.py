@@ -132,7 +132,7 @@ class Loop:
         heavy = [t for t, d in zip(times, self.detailed, strict=True) if d]
         if not (light and heavy):
             return statistics.median(times)
-        share = sum(is_detailed(s, self.probe.detail_every, None) for s in range(RUN_STEPS))
+        share = sum(is_detailed(s, self.probe.detail_every) for s in range(RUN_STEPS))
         share /= RUN_STEPS
         return share * statistics.median(heavy) + (1 - share) * statistics.median(light)
 

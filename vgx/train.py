@@ -224,7 +224,7 @@ def train(
             time=cfg.probe.time,
             hist_every=cfg.probe.hist_every,
             detail_every=cfg.probe.detail_every,
-            last_step=cfg.steps - 1,
+            final_step=cfg.steps - 1,
             sink=sink,
         ) as probe,
     ):

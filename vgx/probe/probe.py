@@ -50,8 +50,15 @@ contract of docs/run-directory.md):
   dL/d(output) (in the gradient hook) and the activation values (with the statistics), counted on
   the device beside the norms and moved to the host in the same transfer.
 
-A group switched off (`weights`, `activations`, `updates`, `time`) computes nothing and writes NaN
-columns (`time`: no rows); `nonfinite` is always filled, it comes from the per-step check.
+Groups: `weights` (grad_norm, grad_rms) and `act_grads` (act_grad_norm) are read on every probed
+step; the detail groups `updates` (weight_norm, update_ratio), `activations` (act_mean, act_std,
+saturated, zero_fraction, dead_units) and `time` only on detail steps (vgx/probe/schedule.py:
+with detail_every=0, steps 0–9, then 9 a decade; detail_every=N: every N-th probed step; always
+the last probed step up to `final_step` and histogram steps), NaN on the others. A group
+switched off computes nothing and writes NaN columns (`time`: no rows); `nonfinite` is always
+filled, it comes from the per-step check. Output gradients up to 2^20 elements are kept from
+the backward hook to capture() and read together there (one Norms call); larger ones are reduced
+in the hook.
 
 Which forward passes are recorded: after commit() of step s the hooks are armed for step s + 1
 (for the first forward: step 0) when that step is probed; call `start_step(step)` before the
@@ -155,7 +162,7 @@ class GradientProbe:
         time: bool = True,
         hist_every: int = 0,
         detail_every: int = LOG,
-        last_step: int | None = None,
+        final_step: int | None = None,
         sink: Sink | None = None,
     ) -> None:
         if every < 1:
@@ -166,7 +173,7 @@ class GradientProbe:
         self.every = every
         self.hist_every = hist_every
         self.detail_every = detail_every
-        self.last_step = last_step
+        self.final_step = final_step
         self._on = {
             "weights": weights,
             "act_grads": act_grads,
@@ -227,8 +234,11 @@ class GradientProbe:
         return step % self.every == 0
 
     def is_detailed(self, step: int) -> bool:
-        """Whether probed step `step` also records activations, updates and time (schedule.py)."""
-        return is_detailed(step, self.detail_every, self.last_step)
+        """Whether probed step `step` also records activations, updates and time (schedule.py);
+        the last probed step up to `final_step` always does."""
+        last = self.final_step
+        final = last is not None and last - self.every < step <= last
+        return final or is_detailed(step, self.detail_every)
 
     def start_step(self, step: int) -> None:
         """Arm (or disarm) the hooks for the forward pass of `step`; needed only to skip steps."""

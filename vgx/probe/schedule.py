@@ -6,7 +6,7 @@ Gram matrix per layer, the update a copy of every weight, the time table the bac
 of every recurrent layer — and what they show changes fastest early in training (the activation
 distribution and the update size move most in the first tens of steps, then drift). So by
 default they follow a log-spaced grid: steps 0–9, then 9 steps a decade (10, 20, …, 90, 100,
-200, …, 900, 1000, …), plus the run's last step when it is known, so that every summary of
+200, …, 900, 1000, …), plus the run's last probed step when it is known, so that every summary of
 "init" and "final" reads both ends. `detail_every=N` records them on every N-th probed step
 instead (1: every probed step).
 """
@@ -31,10 +31,9 @@ def on_log_grid(step: int) -> bool:
     return step % stride == 0
 
 
-def is_detailed(step: int, detail_every: int, last_step: int | None) -> bool:
-    """Whether probed step `step` also records activations, updates and the time table."""
-    if step == last_step:
-        return True
+def is_detailed(step: int, detail_every: int) -> bool:
+    """Whether probed step `step` is on the schedule of the detail groups (the run's last probed
+    step is added by GradientProbe, which knows `every` and the last step)."""
     if detail_every == LOG:
         return on_log_grid(step)
     return step % detail_every == 0
