@@ -234,7 +234,9 @@ def peer_table(args: argparse.Namespace, tmp: Path, wandb: Any, threads: int) ->
             print(f"| {name} | skipped: not installed (pip install 'vgx[bench,lightning]') |")
 
 
-SHAPES = ((10, 256), (50, 256), (200, 256), (10, 1024), (50, 1024))
+# depth, width, timed rounds, steps per round: about as long for each shape (a 50 x 1024 step
+# takes ~16x a 50 x 256 one)
+SHAPES = ((10, 256, 12, 4), (50, 256, 12, 4), (200, 256, 6, 2), (10, 1024, 6, 2), (50, 1024, 6, 1))
 GROWTH_ROWS = ("vgx gradient magnitudes", "vgx + act_grad_norm", "vgx defaults (200-step run)")
 GROWTH_ROWS += ("vgx all metrics",)
 
@@ -247,18 +249,16 @@ def growth_table(args: argparse.Namespace, tmp: Path, threads: int) -> None:
         f"load average {load()} before"
     )
     names = ("naive loop", *GROWTH_ROWS)
-    print(f"| depth x width | bare ms | rounds | {' | '.join(names)} |")
+    print(f"| depth x width | bare ms | rounds x steps | {' | '.join(names)} |")
     print(f"| --- | --- | --- |{' --- |' * len(names)}")
-    for depth, width in SHAPES:
+    for depth, width, rounds, block in SHAPES:
         torch.manual_seed(0)
         model = mlp(depth, width).to(args.device)
-        work = depth * width * width / (50 * 256 * 256)
-        rounds = max(4, round(args.rounds / max(work, 1)))
         loops = configurations(model, tmp, None, GROWTH_ROWS)
-        interleaved(loops, torch.device(args.device), width, rounds, args.block)
+        interleaved(loops, torch.device(args.device), width, rounds, block)
         bare = loops["bare"].cost()
         ratios = " | ".join(f"{loops[n].cost() / bare:.3f}x" for n in names)
-        print(f"| {depth} x {width} | {bare * 1e3:.1f} | {rounds} | {ratios} |")
+        print(f"| {depth} x {width} | {bare * 1e3:.1f} | {rounds} x {block} | {ratios} |")
     print(f"load average {load()} after")
 
 
@@ -308,10 +308,10 @@ def streaming_memory(args: argparse.Namespace, tmp: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--rounds", type=int, default=20, help="timed rounds (depth 50 x 256)")
+    parser.add_argument("--rounds", type=int, default=15, help="timed rounds (peer table)")
     parser.add_argument("--block", type=int, default=4, help="steps per round-robin block")
     parser.add_argument("--threads", default="2,1", help="torch threads, comma-separated")
-    parser.add_argument("--rss-steps", type=int, default=10_000)
+    parser.add_argument("--rss-steps", type=int, default=5_000)
     parser.add_argument("--skip", default="", help="comma-separated: peers, growth, memory")
     args = parser.parse_args()
     skip = set(args.skip.split(","))
