@@ -20,7 +20,9 @@ timed), so machine noise hits all alike. Each prints its median step time over t
 
 Then how the cost grows with the work (width 256 at depth 10, 50, 200; width 1024 at depth 10,
 50; fewer steps where a step is slow), and the memory and disk cost of streaming a long run.
-`--device cuda` runs the same loops on a GPU (synchronised around each timed step). The machine
+`--device cuda` runs the same loops on a GPU (synchronised around each timed step);
+`--baseline REV` adds the probe of git revision REV (its weights group and its defaults) to the
+peer table, before and after side by side in one process. The machine
 may be shared: each table says the load average (1, 5, 15 min) before and after it. Prints;
 asserts nothing.
 """
@@ -30,8 +32,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import importlib
+import io
 import os
+import re
 import statistics
+import subprocess
+import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -55,6 +63,10 @@ VGX: dict[str, dict[str, Any]] = {
     "vgx all + histograms": {"detail_every": 1, "hist_every": 1},
 }
 ACTIVATIONS = {"ReLU + He init": "relu", "tanh, default init": "tanh"}
+BASELINE = {
+    "baseline: weights group": {"activations": False, "updates": False, "time": False},
+    "baseline: defaults": {},
+}
 
 
 def mlp(depth: int, width: int, act: str = "relu") -> nn.Sequential:
@@ -70,6 +82,20 @@ def mlp(depth: int, width: int, act: str = "relu") -> nn.Sequential:
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
                 nn.init.zeros_(module.bias)
     return model
+
+
+def baseline_probe(rev: str, into: Path) -> type:
+    """GradientProbe as of git revision `rev`, imported beside today's as package vgx_baseline."""
+    archive = subprocess.run(["git", "archive", rev, "vgx"], capture_output=True, check=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(into, filter="data")
+    package = into / "vgx_baseline"
+    (into / "vgx").rename(package)
+    for source in package.rglob("*.py"):
+        text = re.sub(r"\b(from|import) vgx\b", r"\1 vgx_baseline", source.read_text())
+        source.write_text(text)
+    sys.path.insert(0, str(into))
+    return importlib.import_module("vgx_baseline.probe").GradientProbe
 
 
 def naive_norms(model: nn.Module) -> list[float]:
@@ -160,7 +186,7 @@ def wandb_run(tmp: Path) -> Iterator[Any]:
 
 
 def configurations(
-    model: nn.Module, tmp: Path, wandb: Any, rows: tuple[str, ...]
+    model: nn.Module, tmp: Path, wandb: Any, rows: tuple[str, ...], baseline: type | None = None
 ) -> dict[str, Loop]:
     loops = {"bare": Loop(model), "naive loop": Loop(model, after_backward=naive_norms)}
     lightning = lightning_norms()
@@ -173,6 +199,10 @@ def configurations(
         if name in rows:
             sink = MetricsWriter(tmp / f"{name}-{len(list(tmp.iterdir()))}")
             loops[name] = Loop(model, lambda m, o=options, s=sink: GradientProbe(m, sink=s, **o))
+    if baseline is not None:  # the probe of --baseline REV: weights group only, and its defaults
+        for name, options in BASELINE.items():
+            sink = MetricsWriter(tmp / f"{name}-{len(list(tmp.iterdir()))}")
+            loops[name] = Loop(model, lambda m, o=options, s=sink: baseline(m, sink=s, **o))
     return loops
 
 
@@ -193,7 +223,9 @@ def load() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-def peer_table(args: argparse.Namespace, tmp: Path, wandb: Any, threads: int) -> None:
+def peer_table(
+    args: argparse.Namespace, tmp: Path, wandb: Any, threads: int, baseline: type | None
+) -> None:
     """The issue's table: every configuration, ReLU+He and tanh-default, depth 50 × 256."""
     torch.set_num_threads(threads)
     rows = ("Lightning grad_norm", "wandb.watch", *VGX)
@@ -203,7 +235,7 @@ def peer_table(args: argparse.Namespace, tmp: Path, wandb: Any, threads: int) ->
     for label, act in ACTIVATIONS.items():
         torch.manual_seed(0)
         model = mlp(50, 256, act).to(args.device)
-        loops = configurations(model, tmp, wandb, rows)
+        loops = configurations(model, tmp, wandb, rows, baseline)
         interleaved(loops, torch.device(args.device), 256, args.rounds, args.block)
         if "wandb.watch" in loops:
             wandb.unwatch(loops["wandb.watch"].model)
@@ -313,15 +345,17 @@ def main() -> None:
     parser.add_argument("--threads", default="2,1", help="torch threads, comma-separated")
     parser.add_argument("--rss-steps", type=int, default=5_000)
     parser.add_argument("--skip", default="", help="comma-separated: peers, growth, memory")
+    parser.add_argument("--baseline", metavar="REV", help="also time the probe of git REV")
     args = parser.parse_args()
     skip = set(args.skip.split(","))
     threads = [int(t) for t in args.threads.split(",")]
     with tempfile.TemporaryDirectory() as tmp, wandb_run(Path(tmp)) as wandb:
+        baseline = baseline_probe(args.baseline, Path(tmp) / "src") if args.baseline else None
         if wandb is None:
             print("wandb.watch: skipped (wandb is not installed: pip install 'vgx[bench]')")
         for n in threads:
             if "peers" not in skip:
-                peer_table(args, Path(tmp), wandb, n)
+                peer_table(args, Path(tmp), wandb, n, baseline)
         for n in threads:
             if "growth" not in skip:
                 growth_table(args, Path(tmp), n)
