@@ -268,7 +268,7 @@ def peer_table(
 
 # depth, width, timed rounds, steps per round: about as long for each shape (a 50 x 1024 step
 # takes ~16x a 50 x 256 one)
-SHAPES = ((10, 256, 12, 4), (50, 256, 12, 4), (200, 256, 6, 2), (10, 1024, 6, 2), (50, 1024, 6, 1))
+SHAPES = ((10, 256, 8, 4), (50, 256, 8, 4), (200, 256, 4, 2), (10, 1024, 4, 2), (50, 1024, 4, 1))
 GROWTH_ROWS = ("vgx gradient magnitudes", "vgx + act_grad_norm", "vgx defaults (200-step run)")
 GROWTH_ROWS += ("vgx all metrics",)
 
@@ -340,7 +340,7 @@ def streaming_memory(args: argparse.Namespace, tmp: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--rounds", type=int, default=15, help="timed rounds (peer table)")
+    parser.add_argument("--rounds", type=int, default=12, help="timed rounds (peer table)")
     parser.add_argument("--block", type=int, default=4, help="steps per round-robin block")
     parser.add_argument("--threads", default="2,1", help="torch threads, comma-separated")
     parser.add_argument("--rss-steps", type=int, default=5_000)
