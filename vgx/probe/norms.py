@@ -36,6 +36,8 @@ RETRY = 2.0**-90
 # float32 tensors above this many elements are read in chunks by tensor_norm on the exact path: a
 # fused float64 reduction took 13.6 ms for 2^22 elements against 1.1 ms (0.25 ms each at 2^20).
 _HUGE = 1 << 20
+# Plans kept per Norms: one per list of sizes seen (gradients, weights, output gradients, ...).
+_PLANS = 8
 # A plain float64 Σx² in [numel · 2^-1045, overflow) lost at most 2^-30 of itself to subnormal
 # squares (each rounds by at most 2^-1075): trusted; anything else is recomputed scaled.
 _FLOOR = 2.0**-1045
@@ -126,6 +128,8 @@ class Norms:
         key = tuple((t.numel(), t.dtype) for t in tensors)
         plan = self._plans.get(key)
         if plan is None:
+            if len(self._plans) >= _PLANS:  # sizes that change every step (sequence lengths)
+                del self._plans[next(iter(self._plans))]
             plan = self._plans[key] = _Plan(key)
         flats = [t.detach().reshape(-1) for t in tensors]
         squares = torch.zeros(len(tensors), dtype=torch.float64)
