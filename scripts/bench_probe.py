@@ -353,14 +353,14 @@ def main() -> None:
         baseline = baseline_probe(args.baseline, Path(tmp) / "src") if args.baseline else None
         if wandb is None:
             print("wandb.watch: skipped (wandb is not installed: pip install 'vgx[bench]')")
+        if "memory" not in skip:  # first: the tables' freed memory would hide any growth
+            streaming_memory(args, Path(tmp))
         for n in threads:
             if "peers" not in skip:
                 peer_table(args, Path(tmp), wandb, n, baseline)
         for n in threads:
             if "growth" not in skip:
                 growth_table(args, Path(tmp), n)
-        if "memory" not in skip:
-            streaming_memory(args, Path(tmp))
 
 
 if __name__ == "__main__":
