@@ -1,8 +1,8 @@
 """What GradientProbe costs per training step, measured side by side with its peers (issue 16).
 
 Every configuration trains its own copy of one MLP with plain SGD; all of them run interleaved in
-one process (round-robin blocks of steps, the order rotated every round, the first round not
-timed), so machine noise hits all alike. Each prints its median step time over the bare step's:
+one process (round-robin blocks of steps, the order rotated every round, two untimed warm-up
+steps each), so machine noise hits all alike. Each prints its median step time over the bare step's:
 
 - bare: forward, backward, SGD step
 - naive loop: `[p.grad.norm().item() for p in params]` (float32; one host read per parameter)
@@ -210,9 +210,11 @@ def interleaved(loops: dict[str, Loop], device: torch.device, width: int, rounds
     x = torch.randn(128, width, device=device)
     y = torch.randint(0, 10, (128,), device=device)
     order = list(loops.values())
-    for round_ in range(rounds + 1):  # round 0 warms up (allocator, caches) and is not timed
+    for loop in order:  # two untimed steps each warm up the allocator and the caches
+        loop.run(x, y, 2, keep=False)
+    for _ in range(rounds):
         for loop in order:
-            loop.run(x, y, block, keep=round_ > 0)
+            loop.run(x, y, block, keep=True)
         order = order[1:] + order[:1]
     for loop in loops.values():
         if loop.probe is not None:
@@ -268,7 +270,7 @@ def peer_table(
 
 # depth, width, timed rounds, steps per round: about as long for each shape (a 50 x 1024 step
 # takes ~16x a 50 x 256 one)
-SHAPES = ((10, 256, 8, 4), (50, 256, 8, 4), (200, 256, 4, 2), (10, 1024, 4, 2), (50, 1024, 4, 1))
+SHAPES = ((10, 256, 6, 4), (50, 256, 6, 4), (200, 256, 3, 2), (10, 1024, 3, 2), (50, 1024, 3, 1))
 GROWTH_ROWS = ("vgx gradient magnitudes", "vgx + act_grad_norm", "vgx defaults (200-step run)")
 GROWTH_ROWS += ("vgx all metrics",)
 
@@ -340,8 +342,8 @@ def streaming_memory(args: argparse.Namespace, tmp: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--rounds", type=int, default=12, help="timed rounds (peer table)")
-    parser.add_argument("--block", type=int, default=4, help="steps per round-robin block")
+    parser.add_argument("--rounds", type=int, default=8, help="timed rounds (peer table)")
+    parser.add_argument("--block", type=int, default=3, help="steps per round-robin block")
     parser.add_argument("--threads", default="2,1", help="torch threads, comma-separated")
     parser.add_argument("--rss-steps", type=int, default=5_000)
     parser.add_argument("--skip", default="", help="comma-separated: peers, growth, memory")
