@@ -270,7 +270,7 @@ def peer_table(
 
 # depth, width, timed rounds, steps per round: about as long for each shape (a 50 x 1024 step
 # takes ~16x a 50 x 256 one)
-SHAPES = ((10, 256, 6, 4), (50, 256, 6, 4), (200, 256, 3, 2), (10, 1024, 3, 2), (50, 1024, 3, 1))
+SHAPES = ((10, 256, 4, 4), (50, 256, 4, 4), (200, 256, 2, 2), (10, 1024, 2, 2), (50, 1024, 2, 1))
 GROWTH_ROWS = ("vgx gradient magnitudes", "vgx + act_grad_norm", "vgx defaults (200-step run)")
 GROWTH_ROWS += ("vgx all metrics",)
 
