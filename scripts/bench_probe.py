@@ -147,7 +147,9 @@ class Loop:
             if keep:
                 self.times.append(time.perf_counter() - start)
                 self.cpu.append(time.thread_time() - cpu)
-                self.detailed.append(self.probe is not None and self.probe.is_detailed(self.step))
+                # a --baseline probe older than the schedule details every probed step
+                detailed = getattr(self.probe, "is_detailed", lambda step: True)
+                self.detailed.append(self.probe is not None and detailed(self.step))
             self.step += 1
 
     def cost(self, cpu: bool = False) -> float:
