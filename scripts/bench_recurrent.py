@@ -99,6 +99,11 @@ class Replica:
         return norms
 
 
+def every_step(model: nn.Module, time: bool = True) -> GradientProbe:
+    """A probe that records every group on every step: the cost of one probed, detailed step."""
+    return GradientProbe(model, time=time, detail_every=1)
+
+
 def configurations(cell: str, depth: int) -> dict[str, tuple[nn.Module, Callable]]:
     torch.manual_seed(0)
     fused = RecurrentNet(cell, NetSpec(2, 1, depth, 64, act="tanh"))
@@ -109,10 +114,10 @@ def configurations(cell: str, depth: int) -> dict[str, tuple[nn.Module, Callable
     replica = Replica(cell, replica_model)
     return {
         "fused": (copy.deepcopy(fused), lambda m: None),
-        "probe, time off": (copy.deepcopy(fused), lambda m: GradientProbe(m, time=False)),
-        "probe, exact (shipped)": (copy.deepcopy(fused), GradientProbe),
-        "probe + replica (b)": (replica_model, lambda m: (GradientProbe(m, time=False), replica)),
-        "unrolled cells (a)": (unrolled, GradientProbe),
+        "probe, time off": (copy.deepcopy(fused), lambda m: every_step(m, time=False)),
+        "probe, exact (shipped)": (copy.deepcopy(fused), every_step),
+        "probe + replica (b)": (replica_model, lambda m: (every_step(m, time=False), replica)),
+        "unrolled cells (a)": (unrolled, every_step),
     }
 
 

@@ -75,6 +75,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
+        before = " ".join(f"{v:.2f}" for v in os.getloadavg())
         steps = steps_for(args.seconds, cwd)
         work = ("seed=" + ",".join(str(s) for s in range(args.runs)), f"steps={steps}", *WORK)
         timings = cwd / "timings.jsonl"
@@ -83,7 +84,11 @@ def main() -> None:
         basic = sweep(cwd, "basic", *work, "hydra/launcher=basic")
         report = timed([VGX, "report", "default"], cwd)
 
-        print(f"{args.runs} runs, MLP depth 4 width 64, {steps} steps each, {usable_cores()} cores")
+        after = " ".join(f"{v:.2f}" for v in os.getloadavg())
+        print(
+            f"{args.runs} runs, MLP depth 4 width 64, {steps} steps each, {usable_cores()} cores; "
+            f"load average {before} before, {after} after"
+        )
         for label, name, wall in (
             ("default (vgx_local)", "default", default),
             ("basic, default threads", "basic", basic),

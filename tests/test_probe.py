@@ -631,7 +631,9 @@ def test_layer_table_lists_weight_owning_modules_with_their_sizes() -> None:
 
 def test_groups_switched_off_write_nan_columns_and_keep_the_schema() -> None:
     model, x = Seq(nn.GRU), torch.randn(2, 4, 3)
-    probe = GradientProbe(model, weights=False, activations=False, updates=False, time=False)
+    probe = GradientProbe(
+        model, weights=False, act_grads=False, activations=False, updates=False, time=False
+    )
     train_step(model, probe, x)
     frames = probe.frames()
     full = GradientProbe(Seq(nn.GRU))

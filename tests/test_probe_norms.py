@@ -77,9 +77,33 @@ def test_a_float32_tensor_of_2_to_the_26_elements_is_within_1e_minus_6() -> None
 
 
 def test_norms_match_float64_for_small_and_large_tensors_of_either_dtype() -> None:
-    tensors = [*float32_tensors_of_every_magnitude(), *float64_tensors_of_every_magnitude()]
-    expected = [reference(t) for t in tensors]
-    assert Norms()(tensors).tolist() == pytest.approx(expected, rel=1e-12, abs=0)
+    singles, doubles = float32_tensors_of_every_magnitude(), float64_tensors_of_every_magnitude()
+    values = Norms()([*singles, *doubles]).tolist()
+    single, double = values[: len(singles)], values[len(singles) :]
+    assert single == pytest.approx([reference(t) for t in singles], rel=1e-6, abs=0)
+    assert double == pytest.approx([reference(t) for t in doubles], rel=1e-12, abs=0)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: torch.full((1 << 22,), 1.1),  # equal squares: rounding never cancels
+        lambda: torch.randn(1 << 22) ** 3,  # heavy tails
+        lambda: torch.randn(65_539) * 1e18,  # squares near float32's top; 65,539 % 32 = 3
+    ],
+    ids=["equal", "heavy-tailed", "1e18-with-remainder"],
+)
+def test_norms_of_float32_tensors_read_by_rows_are_within_1e_minus_6(make) -> None:
+    torch.manual_seed(0)
+    tensor = make()
+    assert float(Norms()([tensor])[0]) == pytest.approx(reference(tensor), rel=1e-6, abs=0)
+
+
+@pytest.mark.parametrize("scale", [1e-17, 1e-20, 1e-25, 1e-40, 1e20])
+def test_float32_tensors_whose_squares_leave_float32_are_read_exactly(scale: float) -> None:
+    torch.manual_seed(0)
+    tensor = torch.randn(65_536) * scale  # squares underflow, turn subnormal or overflow
+    assert float(Norms()([tensor])[0]) == pytest.approx(reference(tensor), rel=1e-12, abs=0)
 
 
 def test_norms_keep_inf_and_nan_and_read_float32_overflow_as_finite() -> None:

@@ -50,10 +50,12 @@ class ProbeConfig:
     """What the GradientProbe records and how often (groups switch metrics on and off)."""
 
     every: int = 1  # probe every n-th step (step 0 always)
-    weights: bool = True  # grad_norm, grad_rms, weight_norm, nonfinite
-    activations: bool = True  # act_grad_norm, act_mean, act_std, saturated, dead
-    updates: bool = True  # update_ratio
-    time: bool = True  # the `time` table: state gradients per time step (RNN family)
+    weights: bool = True  # grad_norm, grad_rms (every probed step)
+    act_grads: bool = True  # act_grad_norm (every probed step)
+    activations: bool = True  # act_mean, act_std, saturated, zero_fraction, dead_units (detail)
+    updates: bool = True  # weight_norm, update_ratio (detail)
+    time: bool = True  # the `time` table: state gradients per time step, RNN family (detail)
+    detail_every: int = 0  # detail groups: 0 = log grid (vgx/probe/schedule.py), n = every n-th
     hist_every: int = 0  # histograms every n-th step (0: off)
     chunk_rows: int = 20000  # rows per Parquet chunk
 

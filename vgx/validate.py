@@ -115,6 +115,7 @@ BOUNDS: dict[str, tuple[float, bool]] = {
     "data.seed": (0, True),
     "probe.every": (1, True),
     "probe.hist_every": (0, True),
+    "probe.detail_every": (0, True),
     "probe.chunk_rows": (1, True),
 }
 

@@ -50,8 +50,15 @@ contract of docs/run-directory.md):
   dL/d(output) (in the gradient hook) and the activation values (with the statistics), counted on
   the device beside the norms and moved to the host in the same transfer.
 
-A group switched off (`weights`, `activations`, `updates`, `time`) computes nothing and writes NaN
-columns (`time`: no rows); `nonfinite` is always filled, it comes from the per-step check.
+Groups: `weights` (grad_norm, grad_rms) and `act_grads` (act_grad_norm) are read on every probed
+step; the detail groups `updates` (weight_norm, update_ratio), `activations` (act_mean, act_std,
+saturated, zero_fraction, dead_units) and `time` only on detail steps (vgx/probe/schedule.py:
+with detail_every=0, steps 0–9, then 9 a decade; detail_every=N: every N-th probed step; always
+the last probed step up to `final_step` and histogram steps), NaN on the others. A group
+switched off computes nothing and writes NaN columns (`time`: no rows); `nonfinite` is always
+filled, it comes from the per-step check. Output gradients up to 2^20 elements are kept from
+the backward hook to capture() and read together there (one Norms call); larger ones are reduced
+in the hook.
 
 Which forward passes are recorded: after commit() of step s the hooks are armed for step s + 1
 (for the first forward: step 0) when that step is probed; call `start_step(step)` before the
@@ -85,6 +92,7 @@ from vgx.probe.norms import (
     tensor_norm,
     total_norm,
 )
+from vgx.probe.schedule import LOG, check_detail_every, is_detailed
 from vgx.probe.stats import (
     LAYER_COLUMNS,
     LAYER_METRICS,
@@ -132,6 +140,36 @@ class _Metrics:
     hist: np.ndarray | None  # (layer, quantity, bin) counts on histogram steps
 
 
+class _OneThread:
+    """The probe's own CPU kernels run on one thread, then the caller's count is restored.
+
+    They are small (a 128 × 256 output, a 256 × 256 gradient): split over two threads each
+    reduction gains little and pays a hand-over, and where another process holds the second
+    core every parallel kernel waits for it: on a shared 2-core box at load 3, 2-thread steps
+    with all metrics took 6.9× a bare step against 1.5× for the same work on one thread.
+    Switching costs ~0.1 µs.
+    """
+
+    def __init__(self) -> None:
+        self._saved: list[int] = []
+
+    def __enter__(self) -> None:
+        threads = torch.get_num_threads()
+        self._saved.append(threads)
+        if threads > 1:
+            torch.set_num_threads(1)
+
+    def __exit__(self, *exc: object) -> None:
+        threads = self._saved.pop()
+        if threads > 1:
+            torch.set_num_threads(threads)
+
+
+ONE_THREAD = _OneThread()
+# An output gradient up to this many elements is kept until capture() (4 MB in float32), which
+# reads all of them in one Norms call: a norm per hook cost 2-3x as much in Python and kernel
+# launches. Larger ones are reduced in the hook, so memory never grows by much.
+_KEEP = 1 << 20
 # quantity index of each histogram in vgx.histograms.QUANTITIES
 _GRAD, _ACT_GRAD, _ACT = (QUANTITIES.index(q) for q in ("grad", "act_grad", "act"))
 
@@ -144,20 +182,27 @@ class GradientProbe:
         model: nn.Module,
         every: int = 1,
         weights: bool = True,
+        act_grads: bool = True,
         activations: bool = True,
         updates: bool = True,
         time: bool = True,
         hist_every: int = 0,
+        detail_every: int = LOG,
+        final_step: int | None = None,
         sink: Sink | None = None,
     ) -> None:
         if every < 1:
             raise ConfigError(f"probe.every={every}: must be at least 1")
         if hist_every < 0:
             raise ConfigError(f"probe.hist_every={hist_every}: must be 0 (off) or more")
+        check_detail_every(detail_every)
         self.every = every
         self.hist_every = hist_every
+        self.detail_every = detail_every
+        self.final_step = final_step
         self._on = {
             "weights": weights,
+            "act_grads": act_grads,
             "activations": activations,
             "updates": updates,
             "time": time,
@@ -175,8 +220,9 @@ class GradientProbe:
         self._pair_param = np.array([param_index.get(id(w), -1) for _, w in pairs], dtype=np.int64)
         self._numel = np.array([sum(w.numel() for w in la.weights) for la in self._layers], float)
         self._cells = {i for i, layer in enumerate(self._layers) if layer.cell}
+        self._timed = {i for i, layer in enumerate(self._layers) if layer.cell or layer.fused_rnn}
         self._order: list[int] | None = None  # registration indices in forward order, once known
-        self._watch_outputs = activations or time
+        self._watch_outputs = act_grads or activations or time
         self._handles = [
             layer.module.register_forward_hook(partial(self._on_layer_output, i))
             for i, layer in enumerate(self._layers)
@@ -201,6 +247,8 @@ class GradientProbe:
         self._last_step = -1
         self._buffer: list[Tensor] | None = None  # reused snapshot of the weights (updates)
         self._scratch = Scratch()  # reused workspace of the statistics and output-gradient norms
+        self._total = partial(_total, self._scratch)
+        self._kept_norms = Norms()  # of the output gradients kept until capture()
         self._norms = Norms()  # of gradients, weights and updates
         self._unprobed: tuple[int, Tensor | float, float] | None = None  # for keep_step()
         self.start_step(0)
@@ -211,10 +259,21 @@ class GradientProbe:
         """Whether `step` is recorded; on other steps each hook costs one flag check."""
         return step % self.every == 0
 
+    def is_detailed(self, step: int) -> bool:
+        """Whether probed step `step` also records activations, updates and time (schedule.py);
+        the last probed step up to `final_step` always does."""
+        last = self.final_step
+        final = last is not None and last - self.every < step <= last
+        return final or is_detailed(step, self.detail_every)
+
     def start_step(self, step: int) -> None:
         """Arm (or disarm) the hooks for the forward pass of `step`; needed only to skip steps."""
+        if not self.is_probed(step):
+            self._record = None
+            return
         hist = self.hist_every > 0 and step % self.hist_every == 0
-        self._record = Record([0] * len(self._layers), hist=hist) if self.is_probed(step) else None
+        detail = hist or self.is_detailed(step)  # a histogram step records everything
+        self._record = Record([0] * len(self._layers), hist=hist, detail=detail)
 
     def capture(self, step: int, loss: Tensor | float, loss_scale: float = 1.0) -> None:
         """Read this step's gradients: after backward and unscale_, before clipping and step().
@@ -233,7 +292,7 @@ class GradientProbe:
             self._unprobed = (step, loss, float(loss_scale))
             return
         self._unprobed = None
-        with torch.no_grad():
+        with torch.no_grad(), ONE_THREAD:
             self._capture = self._read(step, record, loss, float(loss_scale))
 
     def grad_total_norm(self) -> Tensor:
@@ -243,10 +302,11 @@ class GradientProbe:
         steps it is computed now, with the same float64 accumulation (fast on CPU even where
         gradients have vanished to subnormal squares).
         """
-        if self._capture is not None:
-            return total_norm(self._capture.pieces["grads"])
-        grads = [p.grad for p in self._params if p.grad is not None]
-        return total_norm(self._norms(grads))
+        with ONE_THREAD:
+            if self._capture is not None:
+                return total_norm(self._capture.pieces["grads"])
+            grads = [p.grad for p in self._params if p.grad is not None]
+            return total_norm(self._norms(grads))
 
     def keep_step(self) -> None:
         """Record the step just captured although it is not probed: for a diverging step.
@@ -260,12 +320,13 @@ class GradientProbe:
             return
         step, loss, loss_scale = self._unprobed
         self._unprobed = None
-        with torch.no_grad():
+        with torch.no_grad(), ONE_THREAD:
             self._capture = self._read(step, None, loss, loss_scale)
 
     def commit(self) -> None:
         """After optimizer.step(): measure the update, emit the step's rows, arm the next step."""
-        self._flush()
+        with ONE_THREAD:
+            self._flush()
         if self._record is None:
             self.start_step(self._last_step + 1)
 
@@ -287,6 +348,7 @@ class GradientProbe:
         self._handles = []
         self._record = None
         self._buffer, self._scratch, self._norms = None, Scratch(), Norms()  # release workspaces
+        self._total, self._kept_norms = partial(_total, self._scratch), Norms()
 
     def __enter__(self) -> GradientProbe:
         return self
@@ -347,14 +409,16 @@ class GradientProbe:
         values = out.data if isinstance(out, PackedSequence) else out
         call = record.calls[index]
         record.calls[index] += 1
-        if self._on["activations"]:
+        if record.detail and self._on["activations"]:
             self._settle(record)
             record.pending = (index, values.detach())
-        if values.grad_fn is not None:
+        timed = record.detail and self._on["time"] and index in self._timed
+        if values.grad_fn is not None and (self._on["act_grads"] or timed):
             record.hooked.add(index)
             reduce = self._grad_reducer(index, out, record)
             # A pre-hook on the node that made the output sees dL/d(output) even if the output is
             # later modified in place; ~10× cheaper to register than Tensor.register_hook.
+            reduce = reduce or (None if values.numel() <= _KEEP else self._total)
             hook = partial(_on_output_grad, record, index, call, values.output_nr, reduce)
             values.grad_fn.register_prehook(hook)
 
@@ -362,7 +426,7 @@ class GradientProbe:
         self, index: int, module: nn.RNNBase, args: Any, kwargs: Any, output: Any
     ) -> None:
         record = self._record
-        if record is not None and torch.is_grad_enabled():
+        if record is not None and record.detail and torch.is_grad_enabled():
             tape = recurrent.watch(module, args, kwargs, output)
             if tape is not None:
                 record.tapes.append((index, tape))
@@ -386,17 +450,18 @@ class GradientProbe:
 
     def _describe(self, record: Record, index: int, output: Tensor, shape: Shape) -> None:
         """A layer's activation statistics, and on histogram steps its activation histogram."""
-        record.stats.append(statistics(index, output, shape, self._scratch))
-        if record.hist:
-            record.hists.append((index, _ACT, log_histogram(output)))
+        with ONE_THREAD:
+            record.stats.append(statistics(index, output, shape))
+            if record.hist:
+                record.hists.append((index, _ACT, log_histogram(output)))
 
     def _grad_reducer(
         self, index: int, out: Tensor | PackedSequence, record: Record
-    ) -> Callable[[Tensor], Tensor]:
-        """How the output gradient is reduced: to its norm, or to one norm per time step."""
+    ) -> Callable[[Tensor], Tensor] | None:
+        """How the output gradient is reduced: to its norm (None), or to a norm per time step."""
         layer = self._layers[index]
-        if not (self._on["time"] and layer.fused_rnn):
-            return partial(_total, self._scratch)
+        if not (self._on["time"] and record.detail and layer.fused_rnn):
+            return None  # the whole output's norm
         if isinstance(out, PackedSequence):
             steps = len(out.batch_sizes)
             rows = torch.repeat_interleave(torch.arange(steps), out.batch_sizes)
@@ -416,6 +481,11 @@ class GradientProbe:
         """capture() of a probed step: reductions launched on the device, one bool synced."""
         if record is not None:
             self._settle(record)
+            if record.kept:
+                norms = self._kept_norms([grad for _, _, grad in record.kept])
+                kept = enumerate(record.kept)
+                record.grads += [(i, c, norms[j : j + 1]) for j, (i, c, _) in kept]
+                record.kept = []
             if record.hist:
                 record.hists += [
                     (i, _GRAD, log_histogram(w.grad))
@@ -425,10 +495,14 @@ class GradientProbe:
                 ]
         present = [i for i, p in enumerate(self._params) if p.grad is not None]
         grads = [self._params[i].grad for i in present]
-        weights = self._weights if self._on["weights"] or self._on["updates"] else []
+        # keep_step() (no record) stores the weights and the update as a detailed step would
+        updates = self._on["updates"] and (record is None or record.detail) and self._weights
+        weights = self._weights if updates else []
         # Gradients and weights in one call: one fused reduction per device/dtype group.
         both = self._norms(grads + weights)
-        pieces = {"grads": both[: len(grads)], "weights": both[len(grads) :]}
+        pieces = {"grads": both[: len(grads)]}
+        if weights:
+            pieces["weights"] = both[len(grads) :]
         if isinstance(loss, Tensor):
             pieces["loss"] = loss.detach().reshape(1)
         if record is not None:
@@ -449,7 +523,7 @@ class GradientProbe:
             loss_scale=loss_scale,
             present=present,
             nonfinite=nonfinite,
-            snapshot=self._snapshot() if self._on["updates"] and self._weights else None,
+            snapshot=self._snapshot() if updates else None,
         )
 
     def _snapshot(self) -> list[Tensor]:
@@ -486,15 +560,15 @@ class GradientProbe:
         grad[capture.present] = host["grads"]
         layers = dict.fromkeys(LAYER_METRICS, np.full(n_layers, np.nan))
         layers["nonfinite"] = per_layer(np.where(trainable, capture.nonfinite[self._pair_param], 0))
-        if self._on["weights"] or self._on["updates"]:
-            weight_norm = layer_norm(host["weights"][self._pair_weight])
         if self._on["weights"]:
             grad_norm = layer_norm(np.where(trainable, grad[self._pair_param], 0.0))
             layers["grad_norm"] = np.where(per_layer(trainable) > 0, grad_norm, np.nan)
             layers["grad_rms"] = layers["grad_norm"] / np.sqrt(self._numel)
-            layers["weight_norm"] = weight_norm
+        if "weights" in host:
+            layers["weight_norm"] = layer_norm(host["weights"][self._pair_weight])
         if "update" in host:
-            layers["update_ratio"] = layer_norm(host["update"][self._pair_weight]) / weight_norm
+            update = layer_norm(host["update"][self._pair_weight])
+            layers["update_ratio"] = update / layers["weight_norm"]
         act_nonfinite, time = np.zeros(n_layers, dtype=bool), {}
         record = capture.record
         if record is not None:
@@ -507,7 +581,7 @@ class GradientProbe:
             for i, values in series.items():
                 column = recurrent.HIDDEN if i in self._cells else recurrent.OUTPUT
                 time.setdefault(column, {})[i] = values
-            if self._on["activations"]:
+            if self._on["act_grads"]:
                 layers["act_grad_norm"] = act_grad_norm
             if record.stats:
                 stats = activation_metrics(record, host, n_layers)
@@ -519,7 +593,7 @@ class GradientProbe:
             nonfinite=int(capture.nonfinite.sum()),
             layers=layers,
             act_nonfinite=act_nonfinite,
-            time=time if self._on["time"] else {},
+            time=time if self._on["time"] and (record is None or record.detail) else {},
             hist=self._hist(record, host) if record is not None and record.hist else None,
         )
 
@@ -560,10 +634,18 @@ def _on_output_grad(
     index: int,
     call: int,
     slot: int,
-    reduce: Callable[[Tensor], Tensor],
+    reduce: Callable[[Tensor], Tensor] | None,
     grad_outputs: tuple[Tensor | None, ...],
 ) -> None:
-    if grad_outputs[slot] is not None:  # None: no gradient reached this output of the node
-        record.grads.append((index, call, reduce(grad_outputs[slot])))
+    grad = grad_outputs[slot]
+    if grad is None:  # no gradient reached this output of the node
+        return
+    if reduce is None:
+        record.kept.append((index, call, grad))  # its norm comes with the others at capture
+        if not record.hist:
+            return
+    with ONE_THREAD:
+        if reduce is not None:
+            record.grads.append((index, call, reduce(grad)))
         if record.hist:
-            record.hists.append((index, _ACT_GRAD, log_histogram(grad_outputs[slot])))
+            record.hists.append((index, _ACT_GRAD, log_histogram(grad)))
