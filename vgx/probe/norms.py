@@ -211,8 +211,10 @@ def _runs(owners: list[int], sizes: list[int], flat: Tensor) -> list[tuple[list[
 def _device_norms(tensors: list[Tensor]) -> Tensor:
     """Norms on any device: one fused reduction per device and dtype group, float64 scaled."""
     out = torch.empty(len(tensors), dtype=torch.float64, device=tensors[0].device)
-    groups = _group_tensors_by_device_and_dtype([tensors], with_indices=True)
-    for (_, dtype), ((group,), indices) in groups.items():
+    nested: list[list[Tensor | None]] = [list(tensors)]  # torch types its lists as optional
+    groups = _group_tensors_by_device_and_dtype(nested, with_indices=True)
+    for (_, dtype), ((optional,), indices) in groups.items():
+        group = [t for t in optional if t is not None]  # none is None: all came from `tensors`
         if dtype == torch.float64:
             norms = torch.stack([scaled_norm(t) for t in group])
         else:

@@ -69,6 +69,7 @@ with what exists then: everything but the activation columns, which are NaN.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -120,7 +121,7 @@ class _Capture:
     step: int
     record: Record | None
     pieces: dict[str, Tensor]  # device tensors, moved to the host together at commit()
-    loss: float | None  # when the loss was given as a number
+    loss: float  # when the loss was given as a number (NaN: read from pieces["loss"])
     loss_scale: float
     present: list[int]  # indices of the parameters that had a .grad
     nonfinite: np.ndarray  # non-finite gradient elements per parameter
@@ -210,7 +211,9 @@ class GradientProbe:
         self._sink = MemorySink() if sink is None else sink
         self._layers = find_layers(model)
         self._params = [p for p in model.parameters() if p.requires_grad]
-        self._weights = list({id(w): w for layer in self._layers for w in layer.weights}.values())
+        self._weights: list[Tensor] = list(
+            {id(w): w for layer in self._layers for w in layer.weights}.values()
+        )
         param_index = {id(p): i for i, p in enumerate(self._params)}
         weight_index = {id(w): i for i, w in enumerate(self._weights)}
         pairs = [(i, w) for i, layer in enumerate(self._layers) for w in layer.weights]
@@ -494,12 +497,12 @@ class GradientProbe:
                     if w.grad is not None
                 ]
         present = [i for i, p in enumerate(self._params) if p.grad is not None]
-        grads = [self._params[i].grad for i in present]
+        grads = [g for p in self._params if (g := p.grad) is not None]
         # keep_step() (no record) stores the weights and the update as a detailed step would
         updates = self._on["updates"] and (record is None or record.detail) and self._weights
         weights = self._weights if updates else []
         # Gradients and weights in one call: one fused reduction per device/dtype group.
-        both = self._norms(grads + weights)
+        both = self._norms([*grads, *weights])
         pieces = {"grads": both[: len(grads)]}
         if weights:
             pieces["weights"] = both[len(grads) :]
@@ -519,7 +522,7 @@ class GradientProbe:
             step=step,
             record=record,
             pieces=pieces,
-            loss=None if isinstance(loss, Tensor) else float(loss),
+            loss=math.nan if isinstance(loss, Tensor) else float(loss),
             loss_scale=loss_scale,
             present=present,
             nonfinite=nonfinite,

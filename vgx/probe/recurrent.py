@@ -53,11 +53,18 @@ def exact(module: nn.Module, x: Any) -> bool:
     """Whether this call's hidden-state gradients can be rebuilt exactly (see the module doc)."""
     return (
         type(module) in RECURRENCES
-        and module.num_layers == 1
-        and not module.bidirectional
+        and getattr(module, "num_layers", 0) == 1
+        and not getattr(module, "bidirectional", True)
         and getattr(module, "proj_size", 0) == 0
         and isinstance(x, Tensor)
     )
+
+
+def _tensor(module: nn.Module, name: str) -> Tensor:
+    """One of a fused layer's parameters by its PyTorch name (weight_hh_l0, bias_ih_l0, ...)."""
+    value = getattr(module, name)
+    assert isinstance(value, Tensor), name
+    return value
 
 
 def watch(module: nn.RNNBase, args: tuple, kwargs: Mapping[str, Any], output: Any) -> Tape | None:
@@ -67,7 +74,7 @@ def watch(module: nn.RNNBase, args: tuple, kwargs: Mapping[str, Any], output: An
     they see each output's gradient once backward has summed it, and cost nothing otherwise.
     """
     x = args[0] if args else kwargs.get("input")
-    if not exact(module, x):
+    if not isinstance(x, Tensor) or not exact(module, x):
         return None
     sequence, final = output
     if sequence.grad_fn is None:  # not part of a graph: nothing to measure
@@ -168,7 +175,7 @@ class _Inputs:
             c0=zeros if tape.c0 is None else to(tape.c0),
             g=g,
             g_c=to(tape.grads["c_n"]).reshape(zeros.shape) if "c_n" in tape.grads else zeros,
-            w_hh=to(tape.module.weight_hh_l0.detach()),
+            w_hh=to(_tensor(tape.module, "weight_hh_l0").detach()),
             module=tape.module,
         )
 
@@ -179,8 +186,9 @@ class _Inputs:
         (T, B, G·H) tensor ran 5–10× slower (measured, sigmoid over 200K values).
         """
         module, hidden = self.module, self.states.shape[-1]
-        biases = (module.bias_ih_l0, module.bias_hh_l0) if module.bias else (None, None)
-        from_x = _per_gate(self.x, module.weight_ih_l0, biases[0], hidden)
+        names = ("bias_ih_l0", "bias_hh_l0")
+        biases = [_tensor(module, n) for n in names] if module.bias else [None, None]
+        from_x = _per_gate(self.x, _tensor(module, "weight_ih_l0"), biases[0], hidden)
         from_h = _per_gate(self.states[:-1], self.w_hh, biases[1], hidden)
         return from_x, from_h
 
@@ -211,7 +219,7 @@ def _sigmoid_slope(s: Tensor) -> Tensor:
 def _rnn_backward(inputs: _Inputs) -> tuple[Tensor]:
     """h_t = act(W_ih x_t + W_hh h_{t-1} + b): δh_{t-1} = g_{t-1} + W_hhᵀ (act'_t ⊙ δh_t)."""
     h = inputs.states[1:]
-    slope = RNN_SLOPES[inputs.module.nonlinearity](h)  # act' from each output, as autograd's
+    slope = RNN_SLOPES[str(inputs.module.nonlinearity)](h)  # act' from each output, as autograd's
     dh = inputs.g  # overwritten from the last step down with the total derivative
     for t in range(len(dh) - 1, 0, -1):
         dh[t - 1].addmm_(dh[t] * slope[t], inputs.w_hh)
