@@ -13,8 +13,8 @@ from vgx.errors import VgxError
 from vgx.status import DONE, FAILED, INTERRUPTED, PENDING, RUNNING
 from vgx.store import RunDir, atomic_write_json
 from vgx.sweep.detach import DETACH_FILE
-from vgx.sweep.manifest import write_manifest
-from vgx.sweep.status_view import SLURM_JOBS, collect, render
+from vgx.sweep.manifest import SLURM_JOBS, write_manifest
+from vgx.sweep.status_view import collect, render
 
 NOW = 1_000_000.0
 

@@ -40,9 +40,8 @@ from vgx.launch.local import PRELOAD, job_returns, run_hydra_job
 from vgx.launch.pool import Job, function_ref, run_pack
 from vgx.status import FAILED, INTERRUPTED
 from vgx.store import RunDir, atomic_write_json
-from vgx.sweep.manifest import read_manifest
+from vgx.sweep.manifest import SLURM_JOBS, read_manifest
 from vgx.sweep.progress import record_progress
-from vgx.sweep.status_view import SLURM_JOBS
 
 log = logging.getLogger(__name__)
 

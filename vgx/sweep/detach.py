@@ -1,7 +1,7 @@
 """`vgx sweep ... --detach`: the front end leaves the terminal, so a logout does not end the sweep.
 
 The sweep's front end (Hydra's sweeper and launcher: under SLURM it waits for every job) is
-started again as `python -m vgx.sweep.detach SWEEP_DIR ARGS...` in a new session (no controlling
+started again as `python -m vgx.sweep.detached SWEEP_DIR ARGS...` in a new session (no controlling
 terminal: a closed SSH session's SIGHUP does not reach it), with its output in the sweep
 directory's log. Its pid, host and, once it ends, its exit code go to `.vgx-detach.json`, which
 `vgx status` reads to say whether the front end is alive.
@@ -9,7 +9,6 @@ directory's log. Its pid, host and, once it ends, its exit code go to `.vgx-deta
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -31,7 +30,7 @@ def detach(sweep_dir: Path, sweep_args: list[str]) -> dict[str, Any]:
     log_path = sweep_dir / DETACH_LOG
     with open(log_path, "ab") as log_file:
         child = subprocess.Popen(
-            [sys.executable, "-m", "vgx.sweep.detach", str(sweep_dir), *sweep_args],
+            [sys.executable, "-m", "vgx.sweep.detached", str(sweep_dir), *sweep_args],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -63,22 +62,3 @@ def front_end(sweep_dir: Path) -> dict[str, Any] | None:
         pid = record.get("pid")
         state = "alive" if isinstance(pid, int) and pid_alive(pid) else "gone"
     return {**record, "state": state}
-
-
-def main(argv: list[str]) -> int:
-    """The detached front end: `vgx sweep ARGS`, then its exit code recorded for `vgx status`."""
-    from vgx.cli import main as vgx_main
-
-    sweep_dir, args = Path(argv[0]), argv[1:]
-    code = 1
-    try:
-        code = vgx_main(["sweep", *args])
-    finally:
-        path = sweep_dir / DETACH_FILE
-        record = read_json(path) if path.exists() else {"pid": os.getpid()}
-        atomic_write_json(path, {**record, "exit_code": code, "ended": time.time()})
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

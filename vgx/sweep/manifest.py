@@ -15,6 +15,7 @@ from vgx.schema import SCHEMA_VERSION
 from vgx.store import atomic_write_json, read_json
 
 MANIFEST = "manifest.json"
+SLURM_JOBS = ".vgx-slurm.json"  # the array's task ids, written by vgx_slurm when it submits
 
 
 def write_manifest(

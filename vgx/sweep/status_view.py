@@ -28,14 +28,13 @@ from vgx.status import (
 )
 from vgx.store import RunDir, find_runs, read_json
 from vgx.sweep.detach import front_end
-from vgx.sweep.manifest import read_manifest
+from vgx.sweep.manifest import SLURM_JOBS, read_manifest
 
 # The order the counts print in; `corrupt` appears only when a status file cannot be read.
 COUNTED = (DONE, RUNNING, FAILED, DIVERGED, INVALID, INTERRUPTED, PENDING)
 PROBLEMS = (FAILED, DIVERGED, INVALID, INTERRUPTED, CORRUPT)  # listed with their messages
 SLOWEST = 5
 JOBS_SHOWN = 10  # SLURM tasks listed one per line; the rest are counted
-SLURM_JOBS = ".vgx-slurm.json"  # the array's task ids, written by vgx_slurm when it submits
 
 
 @dataclass
