@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from vgx.evidence import fmt, require_runs, tables_of
 from vgx.models import ACTIVATIONS, INITS, MODELS, Residual, resolve_init
 from vgx.probe import GradientProbe
-from vgx.probe.stats import RAW, activation_shape
+from vgx.probe.activations import RAW, activation_shape
 from vgx.runs import SWEEP, Sweep, load_sweep
 from vgx.schema import NORM_KIND
 from vgx.summary import log10_ratio

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm.auto import tqdm
 
+from vgx import status as states  # the status words
 from vgx.config import EXECUTION_KEYS, to_dict
 from vgx.data import Dataset, batches, load_dataset
 from vgx.environment import default_threads, environment
@@ -39,18 +40,6 @@ from vgx.probe import GradientProbe, Sink
 from vgx.run.checkpoint import Checkpointer, Resume, load_resume, remove_checkpoint
 from vgx.run.lock import RunLock, describe
 from vgx.run.verify import verify_run
-from vgx.status import (
-    BUSY,
-    DIVERGED,
-    DONE,
-    FAILED,
-    FINAL,
-    INTERRUPTED,
-    INVALID,
-    REPAIRED,
-    RUNNING,
-    SKIPPED,
-)
 from vgx.store import MetricsWriter, RunDir, atomic_write_json, atomic_write_text
 from vgx.summary import gradient_summary
 from vgx.validate import check_config
@@ -85,10 +74,10 @@ def execute(
         acquired = lock.acquire()
     except OSError as err:  # disk full, read-only: nothing can be written, not even a status
         log.error("cannot start %s: %s", run.path, environment_message(err))
-        return FAILED, FAILED
+        return states.FAILED, states.FAILED
     if not acquired:
         log.warning("%s is busy: trained by %s", run.path, describe(lock.owner))
-        return run.read_status()["status"], BUSY
+        return run.read_status()["status"], states.BUSY
     with lock:
         return _execute_locked(cfg, run, redo, on_step)
 
@@ -100,16 +89,16 @@ def _execute_locked(
     repairing = False
     if run.exists() and not redo:
         previous = run.read_status()
-        if previous["status"] in FINAL and previous.get("config_hash") == digest:
-            problems = verify_run(run) if previous["status"] == DONE else []
+        if previous["status"] in states.FINAL and previous.get("config_hash") == digest:
+            problems = verify_run(run) if previous["status"] == states.DONE else []
             if not problems:
                 log.info("skipping %s: already %s", run.path, previous["status"])
-                return previous["status"], SKIPPED
+                return previous["status"], states.SKIPPED
             log.warning("redoing %s: %s", run.path, "; ".join(problems))
             repairing = True
     resume = None if redo or repairing else load_resume(run, digest)
     status = _train_into(cfg, run, digest, on_step, resume)
-    return status, REPAIRED if repairing and status == DONE else status
+    return status, states.REPAIRED if repairing and status == states.DONE else status
 
 
 def _train_into(
@@ -127,10 +116,10 @@ def _train_into(
             remove_checkpoint(run)
         atomic_write_text(run.config, OmegaConf.to_yaml(cfg, resolve=True))
         resumed = {"resumed_from": resume.steps_done} if resume else {}
-        run.write_status(RUNNING, config_hash=digest, **resumed)
+        run.write_status(states.RUNNING, config_hash=digest, **resumed)
     except OSError as err:  # disk full, read-only: the run cannot even start
         _record_failure(run, digest, err)
-        return FAILED
+        return states.FAILED
     try:
         with sigterm_interrupts():
             check_config(cfg)
@@ -139,15 +128,15 @@ def _train_into(
         run.write_status(outcome.status, config_hash=digest, **resumed, **outcome.status_fields())
         remove_checkpoint(run)  # only for continuing; the run has ended
     except ConfigError as err:
-        run.write_status(INVALID, config_hash=digest, message=str(err))
+        run.write_status(states.INVALID, config_hash=digest, message=str(err))
         log.warning("invalid: %s", err)
-        return INVALID
+        return states.INVALID
     except KeyboardInterrupt as err:
-        run.write_status(INTERRUPTED, config_hash=digest, message=str(err) or "interrupted")
+        run.write_status(states.INTERRUPTED, config_hash=digest, message=str(err) or "interrupted")
         raise
     except Exception as err:  # any bug or resource error: recorded, the sweep goes on
         _record_failure(run, digest, err)
-        return FAILED
+        return states.FAILED
     return outcome.status
 
 
@@ -157,7 +146,7 @@ def _record_failure(run: RunDir, digest: str, err: BaseException) -> None:
     with contextlib.suppress(OSError):  # disk full: the status below still fits (store.py)
         atomic_write_text(run.error_file, traceback.format_exc())
     try:
-        run.write_status(FAILED, config_hash=digest, message=message)
+        run.write_status(states.FAILED, config_hash=digest, message=message)
     except OSError as second:  # a new run on a full disk: there is no status file to reuse
         log.error("failed: %s; its status cannot be written: %s", message, second)
         return
@@ -174,7 +163,7 @@ class Outcome:
     diverged_layer: str | None = None
 
     def status_fields(self) -> dict[str, Any]:
-        if self.status != DIVERGED:
+        if self.status != states.DIVERGED:
             return {"step": self.steps_done}
         where = f" in {self.diverged_layer}" if self.diverged_layer else ""
         return {
@@ -239,7 +228,7 @@ def train(
         first, elapsed_before = resume.steps_done, resume.elapsed_s
 
     started = time.perf_counter()
-    outcome = Outcome(DONE, steps_done=first)
+    outcome = Outcome(states.DONE, steps_done=first)
     with (
         MetricsWriter(run.metrics_dir, chunk_rows=cfg.probe.chunk_rows) as writer,
         closing(open_sink(cfg.logger, run.path, writer)) as sink,
@@ -293,7 +282,7 @@ def train(
                 if step == 0:
                     atomic_write_text(run.layers_file, layer_table.to_csv(index=False))
             if diverged:
-                outcome = Outcome(DIVERGED, step, step, probe.locate_nonfinite())
+                outcome = Outcome(states.DIVERGED, step, step, probe.locate_nonfinite())
                 break
             outcome.steps_done = step + 1
             if outcome.steps_done % eval_every == 0 or outcome.steps_done == cfg.steps:

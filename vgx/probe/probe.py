@@ -84,6 +84,8 @@ from torch.nn.utils.rnn import PackedSequence
 from vgx.errors import ConfigError
 from vgx.histograms import QUANTITIES, hist_rows, layer_counts, log_histogram
 from vgx.probe import recurrent
+from vgx.probe.activations import RAW, Shape, activation_metrics, activation_shape, statistics
+from vgx.probe.discovery import LAYER_COLUMNS, fans, find_layers
 from vgx.probe.norms import (
     Norms,
     Scratch,
@@ -93,25 +95,9 @@ from vgx.probe.norms import (
     tensor_norm,
     total_norm,
 )
+from vgx.probe.record import Record, output_grad_metrics, stack_record, to_host
 from vgx.probe.schedule import LOG, check_detail_every, is_detailed
-from vgx.probe.stats import (
-    LAYER_COLUMNS,
-    LAYER_METRICS,
-    RAW,
-    MemorySink,
-    Record,
-    Shape,
-    Sink,
-    activation_metrics,
-    activation_shape,
-    fans,
-    find_layers,
-    output_grad_metrics,
-    stack_record,
-    statistics,
-    to_host,
-    typed,
-)
+from vgx.probe.tables import LAYER_METRICS, MemorySink, Sink, typed
 
 
 @dataclass
@@ -587,7 +573,7 @@ class GradientProbe:
             if self._on["act_grads"]:
                 layers["act_grad_norm"] = act_grad_norm
             if record.stats:
-                stats = activation_metrics(record, host, n_layers)
+                stats = activation_metrics(record.stats, host, n_layers)
                 act_nonfinite = stats.pop("act_nonfinite")
                 layers.update(stats)
         return _Metrics(
