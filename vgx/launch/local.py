@@ -49,14 +49,12 @@ PRELOAD = ("vgx.train",)
 TIMINGS_ENV = "VGX_LAUNCH_TIMINGS"
 
 
-class VgxLocalLauncher(Launcher):
-    """Runs a sweep's jobs on `workers` pool processes that the front end owns."""
+class SweepLauncher(Launcher):
+    """What vgx's launchers share: Hydra's set-up, and the state every job of a sweep needs."""
 
-    def __init__(self, workers: int = 0) -> None:
-        self.workers = workers if workers > 0 else usable_cores()
-        self.config: DictConfig | None = None
-        self.task_function: TaskFunction | None = None
-        self.hydra_context: HydraContext | None = None
+    config: DictConfig | None = None
+    task_function: TaskFunction | None = None
+    hydra_context: HydraContext | None = None
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -65,16 +63,16 @@ class VgxLocalLauncher(Launcher):
         self.hydra_context = hydra_context
         self.task_function = task_function
 
-    def launch(
-        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
-    ) -> Sequence[JobReturn]:
+    def begin(self) -> tuple[Path, bytes]:
+        """Hydra's globals and logging as its own launchers set them; returns the sweep
+        directory (created) and the set-up every job shares (config loader, Hydra's state),
+        pickled once for all jobs."""
         assert self.config is not None and self.hydra_context is not None
         assert self.task_function is not None
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        log.info("Launching %d jobs on %d vgx_local workers", len(job_overrides), self.workers)
-        # Pickled once for all jobs: the set-up every job shares (config loader, Hydra's state).
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
         shared = pickle.dumps(
             (
                 self.hydra_context,
@@ -83,6 +81,25 @@ class VgxLocalLauncher(Launcher):
                 Singleton.get_state()["instances"],
             )
         )
+        return sweep_dir, shared
+
+    def end(self) -> None:
+        """Hydra's logging again: a job may have reconfigured it."""
+        assert self.config is not None
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+
+
+class VgxLocalLauncher(SweepLauncher):
+    """Runs a sweep's jobs on `workers` pool processes that the front end owns."""
+
+    def __init__(self, workers: int = 0) -> None:
+        self.workers = workers if workers > 0 else usable_cores()
+
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
+        _, shared = self.begin()
+        log.info("Launching %d jobs on %d vgx_local workers", len(job_overrides), self.workers)
         jobs = [
             Job(function_ref(run_hydra_job), (initial_job_idx + i, list(overrides), shared))
             for i, overrides in enumerate(job_overrides)
@@ -90,7 +107,7 @@ class VgxLocalLauncher(Launcher):
         with pool_for(self.workers, PRELOAD) as pool:
             outcomes = pool.run(jobs)
             record_timings(pool.starts, outcomes)
-        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        self.end()
         return job_returns(outcomes)
 
 

@@ -29,14 +29,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
-from hydra.plugins.launcher import Launcher
-from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import OmegaConf
 
 from vgx.interrupts import raise_terminated
-from vgx.launch.local import PRELOAD, job_returns, run_hydra_job
+from vgx.launch.local import PRELOAD, SweepLauncher, job_returns, run_hydra_job
 from vgx.launch.pool import Job, function_ref, run_pack
 from vgx.status import FAILED, INTERRUPTED
 from vgx.store import RunDir, atomic_write_json
@@ -134,7 +131,7 @@ def run_slim_job(idx: int, overrides: list[str], shared: bytes) -> JobReturn:
     return slim(run_hydra_job(idx, overrides, shared))
 
 
-class VgxSlurmLauncher(Launcher):
+class VgxSlurmLauncher(SweepLauncher):
     """Submits packs of a sweep's runs as one SLURM array and waits for them."""
 
     def __init__(
@@ -167,36 +164,13 @@ class VgxSlurmLauncher(Launcher):
         self.runs_per_task = runs_per_task
         self.workers = workers if workers > 0 else cpus_per_task
         self.requeue, self.max_requeues = requeue, max_requeues
-        self.config: DictConfig | None = None
-        self.task_function: TaskFunction | None = None
-        self.hydra_context: HydraContext | None = None
-
-    def setup(
-        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
-    ) -> None:
-        self.config = config
-        self.hydra_context = hydra_context
-        self.task_function = task_function
 
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
         import submitit  # the cluster's client: only when a sweep goes to SLURM
 
-        assert self.config is not None and self.hydra_context is not None
-        assert self.task_function is not None
-        setup_globals()
-        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        shared = pickle.dumps(
-            (
-                self.hydra_context,
-                self.config,
-                function_ref(self.task_function),
-                Singleton.get_state()["instances"],
-            )
-        )
+        sweep_dir, shared = self.begin()
         indexed = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
         groups = packs(indexed, self.runs_per_task)
         executor = submitit.AutoExecutor(folder=self.folder, cluster="slurm")
@@ -221,7 +195,7 @@ class VgxSlurmLauncher(Launcher):
         except KeyboardInterrupt:
             subprocess.run(["scancel", *{i.split("_")[0] for i in ids}], check=False, timeout=60)
             raise
-        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        self.end()
         returns: list[JobReturn] = []
         for group, (kind, value) in zip(groups, results, strict=True):
             if kind == "success":
