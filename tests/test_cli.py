@@ -124,6 +124,12 @@ def test_sweep_cfg_job_expands_the_values_an_experiment_file_sweeps(tmp_path):
     assert inits == ["he_normal", "xavier_normal"]
 
 
+def test_sweep_cfg_hydra_shows_the_launcher_the_sweep_was_given(tmp_path):
+    result = run_vgx("sweep", "--cfg", "hydra", "depth=2,3", "hydra/launcher=slurm", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("_target_: hydra_plugins.vgx_launchers.vgx_slurm.") == 2
+
+
 def test_glob_over_a_registry_key_sweeps_the_names_it_matches(tmp_path):
     result = run_vgx("sweep", "--cfg", "job", "act=glob(*elu)", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -29,8 +29,8 @@ pytestmark = [
 ]
 
 TINY = ("steps=5", "width=8", "threads=1", "--no-report")
-SLURM = (
-    "hydra/launcher=slurm",
+SUBMITIT_SLURM = (  # Hydra's own submitit launcher: one array task per run
+    "hydra/launcher=submitit_slurm",
     "hydra.launcher.partition=debug",
     "hydra.launcher.cpus_per_task=1",
     "hydra.launcher.mem_gb=1",
@@ -89,7 +89,7 @@ def packed(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess[str]]:
 
 
 def test_submitit_slurm_sweep_matches_the_basic_launcher(tmp_path, basic):
-    result = run_vgx(*PACKED, *SLURM, "hydra.sweep.dir=slurm", cwd=tmp_path)
+    result = run_vgx(*PACKED, *SUBMITIT_SLURM, "hydra.sweep.dir=slurm", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "6 done" in result.stdout
     pd.testing.assert_frame_equal(summary(basic), summary(tmp_path / "slurm"))
@@ -207,9 +207,17 @@ def test_a_requeued_task_resumes_its_preempted_run_itself(tmp_path):
 
 
 def test_a_time_limit_ends_the_run_interrupted_with_its_checkpoint(tmp_path):
+    """Through `hydra/launcher=slurm`, the launcher config the README shows (vgx_slurm's)."""
     endless = ("sweep", "act=relu", "steps=1000000", "width=8", "threads=1", "--no-report")
-    limit = ("hydra.launcher.timeout_min=1", "hydra.sweep.dir=s")
-    result = run_vgx(*endless, *VGX_SLURM, OFTEN, *limit, cwd=tmp_path, timeout=180)
+    slurm = ("hydra/launcher=slurm", "hydra.launcher.partition=debug")
+    limit = (
+        "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.mem_gb=1",
+        "hydra.launcher.timeout_min=1",
+    )
+    result = run_vgx(
+        *endless, *slurm, OFTEN, *limit, "hydra.sweep.dir=s", cwd=tmp_path, timeout=180
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "1 interrupted" in result.stdout
     (run_dir,) = (tmp_path / "s").glob("act=*")

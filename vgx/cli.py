@@ -276,11 +276,13 @@ def print_configs(hydra_args: list[str], overrides: list[str]) -> None:
     from vgx.sweep.plan import sweep_jobs
 
     flags = [arg for arg in hydra_args if arg not in overrides]
+    # a job's overrides are the run's own; Hydra's (launcher, sweep dir) apply to every job
+    hydra_own = [o for o in overrides if o.lstrip("+~").startswith(("hydra/", "hydra."))]
     jobs = sweep_jobs(overrides)
     for number, (job, _) in enumerate(jobs, 1):
         varied = [o for o in job if o not in overrides]
         print(f"# run {number}/{len(jobs)}: {' '.join(varied) or 'the defaults'}")
-        call_hydra([*flags, *job])
+        call_hydra([*flags, *hydra_own, *job])
 
 
 def write_report(sweep_dir: Path) -> None:

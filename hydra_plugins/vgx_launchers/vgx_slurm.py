@@ -20,6 +20,7 @@ class VgxSlurmLauncherConf:
     partition: Any = None  # your cluster's partition (None: its default)
     timeout_min: int = 60  # wall time per array task (a pack of runs)
     cpus_per_task: int = 1
+    gpus_per_node: int = 0  # 1 to train on a GPU (device=auto picks it)
     mem_gb: int = 4
     runs_per_task: int = 1  # runs packed into one array task, one after another ...
     workers: int = 0  # ... `workers` at a time (0: cpus_per_task)

@@ -140,6 +140,7 @@ class VgxSlurmLauncher(SweepLauncher):
         partition: str | None = None,
         timeout_min: int = 60,
         cpus_per_task: int = 1,
+        gpus_per_node: int = 0,
         mem_gb: int = 4,
         runs_per_task: int = 1,
         workers: int = 0,
@@ -161,6 +162,8 @@ class VgxSlurmLauncher(SweepLauncher):
             "slurm_additional_parameters": dict(additional_parameters or {}),
             "name": "vgx",
         }
+        if gpus_per_node > 0:  # no GPU: no GRES request, which a cluster without GPUs refuses
+            self.parameters["gpus_per_node"] = gpus_per_node
         self.runs_per_task = runs_per_task
         self.workers = workers if workers > 0 else cpus_per_task
         self.requeue, self.max_requeues = requeue, max_requeues
