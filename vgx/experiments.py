@@ -83,24 +83,23 @@ class Experiment:
 EXPERIMENTS: Registry[Experiment] = Registry("experiment", "canned sweep of a classic result")
 
 
-def experiment(name: str, citation: str, expected: str) -> Callable[[Check], Check]:
-    """Register a check function under `name` (one file configs/experiment/NAME.yaml each)."""
+def experiment(name: str, citation: str) -> Callable[[Check], Check]:
+    """Register a check function under `name` (one file configs/experiment/NAME.yaml each); its
+    docstring is the result it expects, as `vgx list` and the report print it."""
 
     def add(check: Check) -> Check:
+        expected = " ".join((check.__doc__ or "").split())
         EXPERIMENTS.add(name, Experiment(citation, expected, check))
         return check
 
     return add
 
 
-@experiment(
-    "glorot2010",
-    "Glorot & Bengio 2010, AISTATS, §4.2-4.3, Figs. 6-7",
-    "with the standard init U(±1/√fan_in) back-propagated gradients shrink toward the input; "
-    "the normalised init keeps them nearly constant for tanh and softsign, which then train "
-    "better; sigmoid is worst",
-)
+@experiment("glorot2010", "Glorot & Bengio 2010, AISTATS, §4.2-4.3, Figs. 6-7")
 def _glorot2010(t: SweepTables) -> tuple[bool, str]:
+    """with the standard init U(±1/√fan_in) back-propagated gradients shrink toward the input;
+    the normalised init keeps them nearly constant for tanh and softsign, which then train
+    better; sigmoid is worst"""
     claims, inits = Claims(), ("default", "xavier_uniform")
     ratio = {
         (act, init): -t.value("decades_lost_act_init", act=act, init=init)
@@ -133,13 +132,10 @@ def _glorot2010(t: SweepTables) -> tuple[bool, str]:
     return claims.result()
 
 
-@experiment(
-    "glorot2010_saturation",
-    "Glorot & Bengio 2010, AISTATS, §3.1, Fig. 2",
-    "with sigmoid units and the standard init the top hidden layer is driven into saturation "
-    "(outputs near 0) early in training while the first hidden layer does not saturate",
-)
+@experiment("glorot2010_saturation", "Glorot & Bengio 2010, AISTATS, §3.1, Fig. 2")
 def _glorot2010_saturation(t: SweepTables) -> tuple[bool, str]:
+    """with sigmoid units and the standard init the top hidden layer is driven into saturation
+    (outputs near 0) early in training while the first hidden layer does not saturate"""
     claims = Claims()
     stages = ("init", "mean", "final")
     top = [t.per_layer("saturated", s, act="sigmoid", init="default")[-2] for s in stages]
@@ -158,13 +154,10 @@ def _glorot2010_saturation(t: SweepTables) -> tuple[bool, str]:
     return claims.result()
 
 
-@experiment(
-    "he2015",
-    "He et al. 2015, ICCV, §2.2, Fig. 3",
-    "a 30-layer ReLU net converges with the He init and stalls with Xavier's, whose "
-    "back-propagated gradient halves in squared norm every layer",
-)
+@experiment("he2015", "He et al. 2015, ICCV, §2.2, Fig. 3")
 def _he2015(t: SweepTables) -> tuple[bool, str]:
+    """a 30-layer ReLU net converges with the He init and stalls with Xavier's, whose
+    back-propagated gradient halves in squared norm every layer"""
     claims = Claims()
     he, xavier = {"init": "he_normal"}, {"init": "xavier_normal"}
     for name, run, trains in (("he_normal", he, True), ("xavier_normal", xavier, False)):
@@ -188,12 +181,12 @@ def _he2015(t: SweepTables) -> tuple[bool, str]:
 @experiment(
     "normalisation",
     "Ioffe & Szegedy 2015; He et al. 2016; Yang et al. 2019, ICLR, Thm 3.10",
-    "plain 20-layer nets' gradients vanish and they do not train; batch norm rescues training "
-    "but without skips makes gradients grow toward the input (ReLU: π/(π−1) per layer in "
-    "squared norm); pre-activation blocks keep gradients within a decade and rescue training, "
-    "basic blocks do so for tanh and ReLU but not sigmoid (its act is on the identity path)",
 )
 def _normalisation(t: SweepTables) -> tuple[bool, str]:
+    """plain 20-layer nets' gradients vanish and they do not train; batch norm rescues training
+    but without skips makes gradients grow toward the input (ReLU: π/(π−1) per layer in squared
+    norm); pre-activation blocks keep gradients within a decade and rescue training, basic blocks
+    do so for tanh and ReLU but not sigmoid (its act is on the identity path)"""
     claims, acts = Claims(), ("sigmoid", "tanh", "relu")
 
     def numbers(norm: str, skip: str) -> tuple[list[float], list[float]]:
@@ -248,11 +241,11 @@ def _normalisation(t: SweepTables) -> tuple[bool, str]:
 @experiment(
     "he2016",
     "He et al. 2016, CVPR, §4.2, Fig. 6; De & Smith 2020; Zhang et al. 2019 (Fixup)",
-    "in the CIFAR nets of 6n+2 layers, deeper plain (batch-normalised) nets train worse "
-    "(degradation), residual ones do not; without normalisation a residual ReLU net at He init "
-    "grows its squared gradient every block (2 on large maps; 1.3-1.6 on digits' small maps)",
 )
 def _he2016(t: SweepTables) -> tuple[bool, str]:
+    """in the CIFAR nets of 6n+2 layers, deeper plain (batch-normalised) nets train worse
+    (degradation), residual ones do not; without normalisation a residual ReLU net at He init
+    grows its squared gradient every block (2 on large maps; 1.3-1.6 on digits' small maps)"""
     claims = Claims()
     depths = tuple(sorted(int(d) for d in t.summary["depth"].unique()))
     layers = tuple(6 * d + 2 for d in depths)
@@ -289,14 +282,11 @@ def _he2016(t: SweepTables) -> tuple[bool, str]:
     return claims.result()
 
 
-@experiment(
-    "init_scale",
-    "Poole et al. 2016, NeurIPS; Schoenholz et al. 2017, ICLR",
-    "tanh-net gradients vanish below the critical init σ_w² = 1 (init_std = 1/√width), are "
-    "preserved at it and explode above it, as mean-field theory predicts; the critical net "
-    "trains best",
-)
+@experiment("init_scale", "Poole et al. 2016, NeurIPS; Schoenholz et al. 2017, ICLR")
 def _init_scale(t: SweepTables) -> tuple[bool, str]:
+    """tanh-net gradients vanish below the critical init σ_w² = 1 (init_std = 1/√width), are
+    preserved at it and explode above it, as mean-field theory predicts; the critical net trains
+    best"""
     claims = Claims()
     stds = sorted(t.summary["init_std"].astype(float).unique())
     ratios = [-t.value("decades_lost_act_init", init_std=s) for s in stds]
@@ -332,13 +322,13 @@ def _init_time_ratio(
 @experiment(
     "rnn_lstm_gru",
     "Bengio et al. 1994; Hochreiter & Schmidhuber 1997; Cho et al. 2014; Le et al. 2015",
-    "at init the gradient through 50 time steps vanishes by many decades in a tanh RNN and, at "
-    "PyTorch's default init (forget gate σ(0) = 0.5), in an LSTM alike (seed 0, width 32: "
-    "log10 ‖∂L/∂h_0‖/‖∂L/∂h_49‖ ≈ −10 and −11.5 at depth 1, −9.4 and −9.6 at depth 2), more for "
-    "longer sequences; an orthogonal recurrent matrix keeps several decades more (RNN ≈ −2 and "
-    "−1); after training the LSTM and GRU learn the adding problem, the RNN does not",
 )
 def _rnn_lstm_gru(t: SweepTables) -> tuple[bool, str]:
+    """at init the gradient through 50 time steps vanishes by many decades in a tanh RNN and, at
+    PyTorch's default init (forget gate σ(0) = 0.5), in an LSTM alike (seed 0, width 32: log10
+    ‖∂L/∂h_0‖/‖∂L/∂h_49‖ ≈ −10 and −11.5 at depth 1, −9.4 and −9.6 at depth 2), more for longer
+    sequences; an orthogonal recurrent matrix keeps several decades more (RNN ≈ −2 and −1); after
+    training the LSTM and GRU learn the adding problem, the RNN does not"""
     claims = Claims()
     for depth in DEPTHS:
         ratio = partial(_init_time_ratio, t, depth)
@@ -385,15 +375,12 @@ def _rnn_lstm_gru(t: SweepTables) -> tuple[bool, str]:
     return claims.result()
 
 
-@experiment(
-    "lstm_forget_gate",
-    "Gers et al. 2000; Jozefowicz et al. 2015, ICML, §3",
-    "at PyTorch's default init an LSTM's gradient through 50 steps vanishes by many decades; a "
-    "forget-gate bias of 1 keeps the cell open (σ(1) ≈ 0.73 per step instead of 0.5) and keeps "
-    "several decades more (seed 0, width 32, depth 1: log10 ‖∂L/∂h_0‖/‖∂L/∂h_49‖ ≈ −11.5 → "
-    "−5.1; with an orthogonal recurrent matrix −7.8 → −2.2; depth 2: −9.6 → −3.0, −6.2 → −1.2)",
-)
+@experiment("lstm_forget_gate", "Gers et al. 2000; Jozefowicz et al. 2015, ICML, §3")
 def _lstm_forget_gate(t: SweepTables) -> tuple[bool, str]:
+    """at PyTorch's default init an LSTM's gradient through 50 steps vanishes by many decades; a
+    forget-gate bias of 1 keeps the cell open (σ(1) ≈ 0.73 per step instead of 0.5) and keeps
+    several decades more (seed 0, width 32, depth 1: log10 ‖∂L/∂h_0‖/‖∂L/∂h_49‖ ≈ −11.5 → −5.1;
+    with an orthogonal recurrent matrix −7.8 → −2.2; depth 2: −9.6 → −3.0, −6.2 → −1.2)"""
     claims = Claims()
     for depth in DEPTHS:
         for recurrent_init in ("default", "orthogonal"):
@@ -436,14 +423,11 @@ def _lstm_forget_gate(t: SweepTables) -> tuple[bool, str]:
     return claims.result()
 
 
-@experiment(
-    "xiong2020",
-    "Xiong et al. 2020, ICML, Thm 1, Fig. 2-3",
-    "at init the post-LN transformer's gradient of the feed-forward output weight grows with the "
-    "block index toward the output while pre-LN's does not; so post-LN needs learning-rate "
-    "warm-up and pre-LN trains without it",
-)
+@experiment("xiong2020", "Xiong et al. 2020, ICML, Thm 1, Fig. 2-3")
 def _xiong2020(t: SweepTables) -> tuple[bool, str]:
+    """at init the post-LN transformer's gradient of the feed-forward output weight grows with
+    the block index toward the output while pre-LN's does not; so post-LN needs learning-rate
+    warm-up and pre-LN trains without it"""
     claims = Claims()
     slopes = {}
     for position in ("pre", "post"):

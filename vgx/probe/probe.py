@@ -183,10 +183,8 @@ class GradientProbe:
         if hist_every < 0:
             raise ConfigError(f"probe.hist_every={hist_every}: must be 0 (off) or more")
         check_detail_every(detail_every)
-        self.every = every
-        self.hist_every = hist_every
-        self.detail_every = detail_every
-        self.final_step = final_step
+        self.every, self.hist_every = every, hist_every
+        self.detail_every, self.final_step = detail_every, final_step
         self._on = {
             "weights": weights,
             "act_grads": act_grads,

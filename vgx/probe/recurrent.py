@@ -36,6 +36,14 @@ HIDDEN, CELL, OUTPUT = "hidden_grad_norm", "cell_grad_norm", "output_grad_norm"
 TIME_COLUMNS = (HIDDEN, CELL, OUTPUT)
 
 
+Layout = Callable[[Tensor], Tensor]  # a gradient as it arrives -> time-major (T, B, ·)
+OutputGrads = tuple[Tensor | None, ...]  # what an autograd node's pre-hook receives
+
+
+def _as_is(grad: Tensor) -> Tensor:
+    return grad
+
+
 @dataclass
 class Tape:
     """What one call of a fused layer needs for its backward recurrence, time-major (T, B, ·)."""
@@ -93,9 +101,12 @@ def watch(module: nn.RNNBase, args: tuple, kwargs: Mapping[str, Any], output: An
         versions=(x._version, sequence._version),
     )
     finals = final if isinstance(final, tuple) else (final,)
-    watched = {"output": (sequence, time_major), "h_n": (finals[0], None)}
+    watched: dict[str, tuple[Tensor, Layout]] = {
+        "output": (sequence, time_major),
+        "h_n": (finals[0], _as_is),
+    }
     if len(finals) > 1:
-        watched["c_n"] = (finals[1], None)
+        watched["c_n"] = (finals[1], _as_is)
     for name, (tensor, layout) in watched.items():
         if tensor.grad_fn is not None:
             hook = partial(_keep_grad, tape, name, tensor.output_nr, layout)
@@ -110,16 +121,10 @@ def _time_major(batch_first: bool, batched: bool, values: Tensor) -> Tensor:
     return values.transpose(0, 1) if batch_first else values
 
 
-def _keep_grad(
-    tape: Tape,
-    name: str,
-    slot: int,
-    layout: Callable[[Tensor], Tensor] | None,
-    grad_outputs: tuple[Tensor | None, ...],
-) -> None:
-    grad = grad_outputs[slot]
-    if grad is not None:  # None: no gradient reached this output
-        tape.grads[name] = layout(grad) if layout is not None else grad
+def _keep_grad(tape: Tape, name: str, slot: int, layout: Layout, grads: OutputGrads) -> None:
+    """An autograd pre-hook's part: keep the gradient of the watched output, time-major."""
+    if (grad := grads[slot]) is not None:  # None: no gradient reached this output
+        tape.grads[name] = layout(grad)
 
 
 def step_squares(tape: Tape) -> dict[str, Tensor]:
