@@ -805,3 +805,16 @@ def test_keep_step_records_an_unprobed_step_with_its_gradients_and_nan_activatio
     assert kept["grad_norm"].tolist() == pytest.approx(expected, rel=1e-12, abs=0)
     for column in ("act_grad_norm", "act_mean", "act_std", "zero_fraction", "dead_units"):
         assert kept[column].isna().all(), column
+
+
+def test_a_probe_of_weight_gradients_only_leaves_the_forward_without_hooks_after_step_0():
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    probe = GradientProbe(model, activations=False, act_grads=False, updates=False, time=False)
+    for step in range(2):
+        model.zero_grad()
+        model(torch.randn(3, 4)).sum().backward()
+        probe.capture(step, 0.0)
+        probe.commit()
+    assert all(not module._forward_hooks for module in model.modules())
+    assert probe.layer_table()["name"].tolist() == ["0", "2"]
+    assert probe.frames()["layers"]["step"].tolist() == [0, 0, 1, 1]

@@ -135,7 +135,8 @@ class Norms:
         squares = torch.zeros(len(tensors), dtype=torch.float64)
         for i, cut, out in plan.rows:
             if i not in plan.exact:
-                torch.linalg.vector_norm(flats[i][:cut].view(-1, ROW), dim=1, out=out)
+                rows = flats[i] if cut == key[i][0] else flats[i][:cut]
+                torch.linalg.vector_norm(rows.view(-1, ROW), dim=1, out=out)
         for owners, block in plan.blocks:  # float64 sums of the row norms' squares
             squares[owners] = torch.linalg.vector_norm(block, dim=1, dtype=torch.float64).square_()
         small = [flats[i] for i in plan.small] + [flats[i][cut:] for i, cut in plan.remainders]

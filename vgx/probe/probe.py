@@ -274,6 +274,10 @@ class GradientProbe:
         if record is not None and self._order is None and record.seen:
             unseen = [i for i in range(len(self._layers)) if i not in record.seen]
             self._order = [*record.seen, *unseen]
+        if self._order is not None and not self._watch_outputs and self._handles:
+            # the forward order was all the hooks were for: later forwards run without them
+            # (Python hooks on 51 layers cost ~0.15 ms a step, 0.7 % of an MLP 50×256 step)
+            self.close_hooks()
         if not self.is_probed(step):
             self._last = None
             self._unprobed = (step, loss, float(loss_scale))
@@ -330,12 +334,15 @@ class GradientProbe:
     def close(self) -> None:
         """Record a pending step and remove every hook: the model is left exactly as before."""
         self._flush()
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        self.close_hooks()
         self._record = None
         self._buffer, self._scratch, self._norms = None, Scratch(), Norms()  # release workspaces
         self._total, self._kept_norms = partial(_total, self._scratch), Norms()
+
+    def close_hooks(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
 
     def __enter__(self) -> GradientProbe:
         return self
@@ -558,7 +565,7 @@ class GradientProbe:
             layers["update_ratio"] = update / layers["weight_norm"]
         act_nonfinite, time = np.zeros(n_layers, dtype=bool), {}
         record = capture.record
-        if record is not None:
+        if record is not None and (record.hooked or record.tapes):  # else nothing was watched
             act_grad_norm, series = output_grad_metrics(
                 record, host, n_layers, capture.loss_scale, self._cells
             )
@@ -570,10 +577,10 @@ class GradientProbe:
                 time.setdefault(column, {})[i] = values
             if self._on["act_grads"]:
                 layers["act_grad_norm"] = act_grad_norm
-            if record.stats:
-                stats = activation_metrics(record.stats, host, n_layers)
-                act_nonfinite = stats.pop("act_nonfinite")
-                layers.update(stats)
+        if record is not None and record.stats:
+            stats = activation_metrics(record.stats, host, n_layers)
+            act_nonfinite = stats.pop("act_nonfinite")
+            layers.update(stats)
         return _Metrics(
             loss=float(host["loss"][0]) if "loss" in host else capture.loss,
             grad_total_norm=float(combine_host(grad, np.zeros(len(grad), np.int64), 1)[0]),
