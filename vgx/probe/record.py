@@ -52,9 +52,14 @@ def stack_record(record: Record) -> dict[str, Tensor]:
 
 
 def to_host(pieces: Mapping[str, Tensor]) -> dict[str, np.ndarray]:
-    """All device values in one transfer: one host sync per recorded step."""
+    """All device values in one transfer: one host sync per recorded step (on CPU, where
+    nothing transfers, each piece as it is: the concatenation cost 0.1 ms a step)."""
     if not pieces:
         return {}
+    if all(p.device.type == "cpu" for p in pieces.values()):
+        return {
+            name: p.detach().reshape(-1).numpy().astype(np.float64) for name, p in pieces.items()
+        }
     flat = torch.cat([p.reshape(-1) for p in pieces.values()]).cpu().numpy().astype(np.float64)
     bounds = np.cumsum([0, *(p.numel() for p in pieces.values())])
     return {name: flat[a:b] for name, a, b in zip(pieces, bounds[:-1], bounds[1:], strict=True)}
