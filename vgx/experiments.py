@@ -179,8 +179,7 @@ def _he2015(t: SweepTables) -> tuple[bool, str]:
 
 
 @experiment(
-    "normalisation",
-    "Ioffe & Szegedy 2015; He et al. 2016; Yang et al. 2019, ICLR, Thm 3.10",
+    "normalisation", "Ioffe & Szegedy 2015; He et al. 2016; Yang et al. 2019, ICLR, Thm 3.10"
 )
 def _normalisation(t: SweepTables) -> tuple[bool, str]:
     """plain 20-layer nets' gradients vanish and they do not train; batch norm rescues training
