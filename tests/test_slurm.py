@@ -195,7 +195,11 @@ def test_a_requeued_task_resumes_its_preempted_run_itself(tmp_path):
     process = preempt(tmp_path, "s", "act=relu", "hydra.launcher.requeue=true")
     job = json.loads((tmp_path / "s" / ".vgx-slurm.json").read_text())["jobs"][0]
     wait_until(lambda: requeued(job), timeout=60)
-    # SLURM's hold of a requeued job (begin time two minutes on) is lifted to keep the test short.
+    # SLURM's hold of a requeued job (begin time two minutes on) is lifted to keep the test short,
+    # but not within the requeue's second: slurmd revokes the old execution's credential with a
+    # time in whole seconds and refuses a new one of the same second ("Job credential revoked":
+    # the job then ends at once; seen on a loaded box).
+    time.sleep(2)
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
     out, err = process.communicate(timeout=240)
     assert process.returncode == 0, err[-2000:]
