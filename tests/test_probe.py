@@ -12,6 +12,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from vgx.errors import ConfigError
 from vgx.probe import GradientProbe
+from vgx.probe.activations import activation_shape, statistics
 from vgx.store import MetricsWriter, read_metrics
 
 RTOL = 1e-5
@@ -263,6 +264,22 @@ def test_zero_fraction_counts_exact_zeros_of_relu_family(
     train_step(model, probe, torch.tensor([[-2.0, -1.0, 0.0, 1.0, 3.0]]))
     assert recorded(probe, "zero_fraction")["0"] == pytest.approx(dead)
     assert np.isnan(recorded(probe, "saturated")["0"])
+
+
+@pytest.mark.parametrize("activation", [nn.ReLU(), nn.LeakyReLU(), nn.Tanh(), nn.Sigmoid()])
+def test_counts_of_a_bfloat16_output_are_exact_beyond_its_256_integers(
+    activation: nn.Module,
+) -> None:
+    torch.manual_seed(0)
+    y = activation(torch.randn(100, 1000) * 3).bfloat16()
+    shape = activation_shape(activation)
+    if shape.saturation is not None:
+        center, bound = shape.saturation
+        expected = int(((y.double() - center).abs() > bound).sum())
+    else:
+        expected = int((y != 0).sum())
+    counted = statistics(0, y, shape).sums[2]
+    assert counted.dtype == torch.float64 and int(counted) == expected
 
 
 def test_dead_units_counts_units_zero_for_every_example_of_the_batch() -> None:

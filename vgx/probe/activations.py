@@ -61,17 +61,22 @@ def statistics(index: int, output: Tensor, shape: Shape) -> Stats:
     Σy and Σy² accumulate in float64 (every float32 or half square is exact there: the spread
     of collapsed units and tiny activations survive; the variance is Σy²/n − mean² on the
     host). One fused reduction each: a single Gram matrix of the rows (1, y, indicator) took
-    37 µs for 32K elements on one thread, these three kernels about 20 µs.
+    37 µs for 32K elements on one thread, these three kernels about 20 µs. Counts are sums of
+    0/1 floats (`_count`): a boolean reduction (count_nonzero, ne(0).sum) took 45–115 µs for
+    32K elements against 12 µs.
     """
     y = output.detach().reshape(-1)  # a view, unless the layout is not contiguous
+    if y.element_size() < 4:  # half: compared with the bounds in float32, as measured elsewhere
+        y = y.float()
     extra = "saturated" if shape.saturation is not None else "dead" if shape.dead else None
     total = y.sum(dtype=torch.float64)
     squares = torch.linalg.vector_norm(y, dtype=torch.float64).square()
     if shape.saturation is not None:
         center, bound = shape.saturation
-        count = torch.sub(y, center).abs_().gt_(bound).sum(dtype=torch.float64)
-    elif shape.dead:
-        count = torch.count_nonzero(y).to(torch.float64)
+        distance = torch.sub(y, center).abs_() if center else torch.abs(y)
+        count = _count(distance.gt_(bound))
+    elif shape.dead:  # nonzero elements: |sign(y)| is 1 exactly there (NaN stays NaN)
+        count = _count(torch.sign(y) if shape.nonnegative else torch.sign(y).abs_())
     else:
         count = torch.zeros((), dtype=torch.float64, device=y.device)
     sums = torch.stack([total, squares, count])
@@ -85,11 +90,17 @@ def dead_units(output: Tensor, nonnegative: bool) -> tuple[int, Tensor]:
     the usual sense, unlike the zero fraction, which is about 0.5 in any healthy ReLU layer.
     A non-negative activation (ReLU, ReLU6) is zero for every example where its largest is."""
     per_example = output.detach().reshape(output.shape[0] if output.dim() > 1 else 1, -1)
-    if nonnegative:
-        alive = per_example.amax(0).gt(0).sum(dtype=torch.float64)
-    else:
-        alive = per_example.ne(0).any(0).sum(dtype=torch.float64)
+    largest = per_example.amax(0) if nonnegative else per_example.abs().amax(0)
+    alive = largest.gt(0).sum(dtype=torch.float64)  # abs().amax: 16 µs, ne(0).any: 62 µs
     return per_example.shape[1], per_example.shape[1] - alive
+
+
+def _count(ones: Tensor) -> Tensor:
+    """Σ of a 0/1 float tensor as a 0-d float64: summed in float32 while that is exact (every
+    partial sum an integer below 2^24), else in float64."""
+    if ones.numel() < 1 << 24:
+        return ones.sum().to(torch.float64)
+    return ones.sum(dtype=torch.float64)
 
 
 def activation_metrics(
