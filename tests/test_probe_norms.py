@@ -115,6 +115,15 @@ def test_rows_whose_every_addition_rounds_down_stay_within_1e_minus_6(lead: int)
     assert float(Norms()([tensor])[0]) == pytest.approx(reference(tensor), rel=1e-6, abs=0)
 
 
+def test_norms_read_views_into_larger_tensors_and_transposed_tensors() -> None:
+    torch.manual_seed(0)
+    storage = torch.randn(3 * 65_539)
+    offset = storage[65_539 : 2 * 65_539]  # contiguous, away from the storage's start
+    tensors = [offset, storage.view(3, 65_539).t(), storage.view(3, 65_539)[:, 1:5000]]
+    expected = [reference(t) for t in tensors]
+    assert Norms()(tensors).tolist() == pytest.approx(expected, rel=1e-6, abs=0)
+
+
 @pytest.mark.parametrize("scale", [1e-17, 1e-20, 1e-25, 1e-40, 1e20])
 def test_float32_tensors_whose_squares_leave_float32_are_read_exactly(scale: float) -> None:
     torch.manual_seed(0)

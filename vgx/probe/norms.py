@@ -127,7 +127,7 @@ class Norms:
     def __call__(self, tensors: list[Tensor]) -> Tensor:
         if not tensors:
             return torch.zeros(0, dtype=torch.float64)
-        if any(t.device.type != "cpu" for t in tensors):
+        if not all(t.is_cpu for t in tensors):
             return _device_norms(tensors)
         key = tuple((t.numel(), t.dtype) for t in tensors)
         plan = self._plans.get(key)
@@ -135,27 +135,33 @@ class Norms:
             if len(self._plans) >= _PLANS:  # sizes that change every step (sequence lengths)
                 del self._plans[next(iter(self._plans))]
             plan = self._plans[key] = _Plan(key)
-        flats = [t.detach().reshape(-1) for t in tensors]
+        with torch.no_grad():  # no detach() per tensor: 1.4 µs each, ~100 a step
+            return self._read(tensors, key, plan)
+
+    def _read(
+        self, tensors: list[Tensor], key: tuple[tuple[int, torch.dtype], ...], plan: _Plan
+    ) -> Tensor:
         squares = torch.zeros(len(tensors), dtype=torch.float64)
-        for i, cut, out in plan.rows:
+        for i, shape, out in plan.rows:
             if i not in plan.exact:
-                rows = flats[i] if cut == key[i][0] else flats[i][:cut]
-                torch.linalg.vector_norm(rows.view(-1, ROW), dim=1, out=out)
+                torch.linalg.vector_norm(_rows(tensors[i], shape), dim=1, out=out)
         for owners, block in plan.blocks:  # float64 sums of the row norms' squares
             squares[owners] = torch.linalg.vector_norm(block, dim=1, dtype=torch.float64).square_()
-        small = [flats[i] for i in plan.small] + [flats[i][cut:] for i, cut in plan.remainders]
+        small = [tensors[i].reshape(-1) for i in plan.small]
+        small += [_tail(tensors[i], cut) for i, cut in plan.remainders]
         if small:  # side by side in one buffer, then one float64 reduction per run of equal sizes
             torch.cat(small, out=plan.joined)
             for owners, block in plan.runs:
                 norms = torch.linalg.vector_norm(block, dim=1, dtype=torch.float64)
                 squares.index_add_(0, owners, norms.square_())
-        exact = {i: tensor_norm(flats[i], self._scratch) for i in plan.float64}
+        exact = {i: tensor_norm(tensors[i], self._scratch) for i in plan.float64}
         if plan.rows:  # one host read (CPU: no device sync) for the check
             values = squares.tolist()
             trusted = [i for i, _, _ in plan.rows if key[i][0] * TRUST <= values[i] < np.inf]
             redo = sorted({i for i, _, _ in plan.rows} - set(trusted) | plan.exact)
             if redo:
-                exact.update(zip(redo, self._exact([flats[i] for i in redo]), strict=True))
+                flats = [tensors[i].reshape(-1) for i in redo]
+                exact.update(zip(redo, self._exact(flats), strict=True))
                 values = torch.stack([exact[i] for i in redo]).tolist()
                 again = [v**2 >= key[i][0] * RETRY for i, v in zip(redo, values, strict=True)]
                 # read exactly next step too while the squares stay out of float32's range
@@ -182,7 +188,8 @@ class _Plan:
         cuts = [key[i][0] - key[i][0] % ROW for i in rowed]
         self.partials = torch.empty(sum(cuts) // ROW)  # one float32 row norm per row
         views = self.partials.split([cut // ROW for cut in cuts])
-        self.rows = list(zip(rowed, cuts, views, strict=True))
+        shapes = [(cut // ROW, ROW) for cut in cuts]
+        self.rows = list(zip(rowed, shapes, views, strict=True))
         # runs of tensors with as many rows, whose row norms lie side by side: one (k, rows) block
         self.blocks = [
             (torch.tensor(run_owners), block.view(len(run_owners), -1))
@@ -199,6 +206,21 @@ class _Plan:
             (torch.tensor(run_owners), block.view(len(run_owners), -1))
             for run_owners, block in _runs(owners, sizes, self.joined)
         ]
+
+
+def _rows(tensor: Tensor, shape: tuple[int, int]) -> Tensor:
+    """The first shape[0] · ROW elements of `tensor` as rows: a view straight from a contiguous
+    tensor (one call instead of flatten, slice and view), else of its flattened copy."""
+    if tensor.is_contiguous():
+        return tensor.as_strided(shape, (ROW, 1))
+    return tensor.reshape(-1)[: shape[0] * ROW].view(shape)
+
+
+def _tail(tensor: Tensor, cut: int) -> Tensor:
+    """The elements of `tensor` from flat index `cut` on, as a flat view where it is contiguous."""
+    if tensor.is_contiguous():
+        return tensor.as_strided((tensor.numel() - cut,), (1,), tensor.storage_offset() + cut)
+    return tensor.reshape(-1)[cut:]
 
 
 def _runs(owners: list[int], sizes: list[int], flat: Tensor) -> list[tuple[list[int], Tensor]]:
