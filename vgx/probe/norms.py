@@ -28,7 +28,8 @@ _CHUNK = 1 << 19
 _SMALL = 1 << 12
 # Norms reads float32 tensors by rows of ROW elements (float32 sums) and trusts a float32 Σx² of
 # n elements from n · TRUST up (see Norms). 31, not 32: the bound (ROW/2 + 1)·2^-24 must stay
-# below 1e-6 (32 gives 1.013e-6); the power of two was 0.5–2 % of a training step faster.
+# below 1e-6 (32 gives 1.013e-6), though rows of 32 read faster (65,536 elements, one thread:
+# 12.7 µs against 16.4 µs).
 ROW = 31
 TRUST = 2.0**-110
 # A tensor that needed the exact path is read exactly on the next call too, unless its Σx² is back
@@ -209,10 +210,10 @@ class _Plan:
 
 
 def _rows(tensor: Tensor, shape: tuple[int, int]) -> Tensor:
-    """The first shape[0] · ROW elements of `tensor` as rows: a view straight from a contiguous
-    tensor (one call instead of flatten, slice and view), else of its flattened copy."""
+    """The first shape[0] · shape[1] elements of `tensor` as rows: a view straight from a
+    contiguous tensor (one call instead of flatten, slice and view), else of its flattened copy."""
     if tensor.is_contiguous():
-        return tensor.as_strided(shape, (ROW, 1))
+        return tensor.as_strided(shape, (shape[1], 1))
     return tensor.reshape(-1)[: shape[0] * ROW].view(shape)
 
 
