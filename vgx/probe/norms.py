@@ -214,7 +214,7 @@ def _rows(tensor: Tensor, shape: tuple[int, int]) -> Tensor:
     contiguous tensor (one call instead of flatten, slice and view), else of its flattened copy."""
     if tensor.is_contiguous():
         return tensor.as_strided(shape, (shape[1], 1))
-    return tensor.reshape(-1)[: shape[0] * ROW].view(shape)
+    return tensor.reshape(-1)[: shape[0] * shape[1]].view(shape)
 
 
 def _tail(tensor: Tensor, cut: int) -> Tensor:
