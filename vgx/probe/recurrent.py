@@ -224,10 +224,12 @@ def _sigmoid_slope(s: Tensor) -> Tensor:
 def _rnn_backward(inputs: _Inputs) -> tuple[Tensor]:
     """h_t = act(W_ih x_t + W_hh h_{t-1} + b): δh_{t-1} = g_{t-1} + W_hhᵀ (act'_t ⊙ δh_t)."""
     h = inputs.states[1:]
-    slope = RNN_SLOPES[str(inputs.module.nonlinearity)](h)  # act' from each output, as autograd's
+    slope = RNN_SLOPES[str(inputs.module.nonlinearity)](h).unbind()  # act' from each output
     dh = inputs.g  # overwritten from the last step down with the total derivative
-    for t in range(len(dh) - 1, 0, -1):
-        dh[t - 1].addmm_(dh[t] * slope[t], inputs.w_hh)
+    each_dh, scaled = dh.unbind(), torch.empty_like(dh[0])
+    for t in range(len(dh) - 1, 0, -1):  # per-step views made once: the loop is dispatch-bound
+        torch.mul(each_dh[t], slope[t], out=scaled)
+        each_dh[t - 1].addmm_(scaled, inputs.w_hh)
     return (dh,)
 
 
@@ -245,15 +247,18 @@ def _lstm_backward(inputs: _Inputs) -> tuple[Tensor, Tensor]:
     """
     from_x, from_h = inputs.gate_inputs()
     z = from_x.add_(from_h)  # (4, T, B, H)
-    g = z[2].tanh()
-    i, f, _, o = z.sigmoid_().unbind()
+    g = z[2].tanh_()
+    z[:2].sigmoid_()
+    z[3].sigmoid_()
+    i, f, _, o = z.unbind()
     ig = i * g
     cells = torch.empty_like(inputs.states)  # (T + 1, B, H): c0, then c_t
     cells[0] = inputs.c0
+    each_c, each_ig, each_f = cells.unbind(), ig.unbind(), f.unbind()
     for t in range(len(ig)):  # elementwise scan: the layer returns only the last cell state
-        torch.addcmul(ig[t], f[t], cells[t], out=cells[t + 1])
+        torch.addcmul(each_ig[t], each_f[t], each_c[t], out=each_c[t + 1])
     tanh_c = cells[1:].tanh()
-    to_cell = torch.addcmul(o, o * tanh_c, tanh_c, value=-1)  # ∂h_t/∂c_t = o (1 − tanh² c_t)
+    to_cell = torch.addcmul(o, o * tanh_c, tanh_c, value=-1).unbind()  # ∂h_t/∂c_t
     factors, per_gate = _step_major(z)  # (T, B, 4, H) for one multiply per step
     torch.addcmul(z, z, z, value=-1, out=per_gate)  # σ' = σ − σ², then each gate's factor
     per_gate[0].mul_(g)
@@ -261,15 +266,19 @@ def _lstm_backward(inputs: _Inputs) -> tuple[Tensor, Tensor]:
     torch.addcmul(i, ig, g, value=-1, out=per_gate[2])  # i (1 − g²)
     per_gate[3].mul_(tanh_c)
     dh, dc = inputs.g, torch.empty_like(inputs.g)
+    # per-step views made once: the loop is dispatch-bound (5 small kernels a step)
+    each_dh, each_dc, wide_dc = dh.unbind(), dc.unbind(), dc.unsqueeze(2).unbind()
+    by_cell, by_output = factors[:, :, :3].unbind(), factors[:, :, 3].unbind()
     dz = torch.empty_like(factors[0])  # (B, 4, H)
-    carry = inputs.g_c  # f_{t+1} δc_{t+1}; at the last step ∂L/∂c_n
+    dz_cell, dz_output, dz_flat = dz[:, :3], dz[:, 3], dz.flatten(1)
+    carry = inputs.g_c.clone()  # f_{t+1} δc_{t+1}; at the last step ∂L/∂c_n
     for t in range(len(dh) - 1, -1, -1):
-        torch.addcmul(carry, dh[t], to_cell[t], out=dc[t])
+        torch.addcmul(carry, each_dh[t], to_cell[t], out=each_dc[t])
         if t > 0:
-            torch.mul(factors[t, :, :3], dc[t].unsqueeze(1), out=dz[:, :3])
-            torch.mul(factors[t, :, 3], dh[t], out=dz[:, 3])
-            dh[t - 1].addmm_(dz.flatten(1), inputs.w_hh)
-            carry = dc[t] * f[t]
+            torch.mul(by_cell[t], wide_dc[t], out=dz_cell)
+            torch.mul(by_output[t], each_dh[t], out=dz_output)
+            each_dh[t - 1].addmm_(dz_flat, inputs.w_hh)
+            torch.mul(each_dc[t], each_f[t], out=carry)
     return dh, dc
 
 
@@ -287,9 +296,13 @@ def _gru_backward(inputs: _Inputs) -> tuple[Tensor]:
     torch.mul(inputs.states[:-1] - n, _sigmoid_slope(z), out=per_gate[1])
     torch.mul(through_n, r, out=per_gate[2])
     dh = inputs.g
+    # per-step views made once: the loop is dispatch-bound (3 small kernels a step)
+    each_dh, wide_dh, each_z = dh.unbind(), dh.unsqueeze(2).unbind(), z.unbind()
+    each_factor, scaled = factors.unbind(), torch.empty_like(factors[0])
     for t in range(len(dh) - 1, 0, -1):
-        dh[t - 1].addcmul_(dh[t], z[t])
-        dh[t - 1].addmm_((factors[t] * dh[t].unsqueeze(1)).flatten(1), inputs.w_hh)
+        each_dh[t - 1].addcmul_(each_dh[t], each_z[t])
+        torch.mul(each_factor[t], wide_dh[t], out=scaled)
+        each_dh[t - 1].addmm_(scaled.flatten(1), inputs.w_hh)
     return (dh,)
 
 
