@@ -90,28 +90,29 @@ def test_norms_match_float64_for_small_and_large_tensors_of_either_dtype() -> No
     [
         lambda: torch.full((1 << 22,), 1.1),  # equal squares: rounding never cancels
         lambda: torch.randn(1 << 22) ** 3,  # heavy tails
-        lambda: torch.randn(65_539) * 1e18,  # squares near float32's top; 65,539 % 31 = 5
+        lambda: torch.randn(65_539) * 1e18,  # squares near float32's top; 65,539 % 32 = 3
     ],
     ids=["equal", "heavy-tailed", "1e18-with-remainder"],
 )
-def test_norms_of_float32_tensors_read_by_rows_are_within_1e_minus_6(make) -> None:
+def test_norms_of_float32_tensors_read_by_partial_sums_are_within_1e_minus_6(make) -> None:
     torch.manual_seed(0)
     tensor = make()
     assert float(Norms()([tensor])[0]) == pytest.approx(reference(tensor), rel=1e-6, abs=0)
 
 
-def test_the_worst_case_bound_of_a_row_read_is_below_1e_minus_6() -> None:
-    # n roundings in a row sum of n squares, half of that in its root, one more rounding the root
-    assert (ROW / 2 + 1) * 2.0**-24 < 1e-6
+def test_the_worst_case_bound_of_a_partial_sum_read_is_below_1e_minus_6() -> None:
+    # n roundings in a float32 sum of n squares (one per square, n - 1 additions), half in the root
+    assert (ROW / 2) * 2.0**-24 < 1e-6
 
 
 @pytest.mark.parametrize("lead", [0, 7, ROW - 1])
-def test_rows_whose_every_addition_rounds_down_stay_within_1e_minus_6(lead: int) -> None:
-    # 1 and ROW - 1 squares just under half an ulp of 1: added to 1 one by one, each is lost
+def test_partial_sums_whose_every_addition_rounds_down_stay_within_1e_minus_6(lead: int) -> None:
+    # Norms adds the rows of a (ROW, M) block: every column holds 1 and ROW - 1 squares just
+    # under half an ulp of 1, so added to 1 one by one, each is lost
     tiny = math.sqrt(2.0**-24 * 0.999)
-    row = torch.full((ROW,), tiny)
-    row[lead] = 1.0
-    tensor = row.repeat(4096)
+    block = torch.full((ROW, 4096), tiny)
+    block[lead] = 1.0
+    tensor = block.flatten()
     assert float(Norms()([tensor])[0]) == pytest.approx(reference(tensor), rel=1e-6, abs=0)
 
 
