@@ -70,3 +70,11 @@ def test_metrics_writer_buffers_rows_at_the_cost_of_their_values(tmp_path):
     finally:
         tracemalloc.stop()
     assert held < 2.2 * values  # columns grow by doubling
+
+
+def test_metrics_writer_keeps_a_column_when_narrower_values_arrive(tmp_path):
+    with MetricsWriter(tmp_path) as writer:
+        writer.append("steps", {"step": np.asarray([0], np.int64)})
+        writer.append("steps", {"step": np.asarray([1], np.int32)})
+    frame = read_metrics(tmp_path, "steps")
+    assert frame["step"].tolist() == [0, 1] and str(frame["step"].dtype) == "int64"

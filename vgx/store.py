@@ -231,8 +231,11 @@ class _Chunk:
         """Column `name` with room for `end` rows and a dtype that holds `dtype` too (wider
         strings widen it)."""
         column = self.columns[name]
+        wider = np.result_type(column.dtype, dtype)
+        if end <= len(column) and wider == column.dtype:  # narrower values (int32 into int64)
+            return column
         size = len(column) if end <= len(column) else max(end, 2 * len(column))
-        grown = np.empty(size, np.result_type(column.dtype, dtype))
+        grown = np.empty(size, wider)
         grown[: self.rows] = column[: self.rows]
         self.columns[name] = grown
         return grown
