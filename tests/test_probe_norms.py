@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from vgx.probe.norms import (
+    PIECE,
     ROW,
     Norms,
     Scratch,
@@ -113,6 +114,14 @@ def test_partial_sums_whose_every_addition_rounds_down_stay_within_1e_minus_6(le
     block = torch.full((ROW, 4096), tiny)
     block[lead] = 1.0
     tensor = block.flatten()
+    assert float(Norms()([tensor])[0]) == pytest.approx(reference(tensor), rel=1e-6, abs=0)
+
+
+def test_a_tensor_read_in_several_pieces_counts_every_element_once() -> None:
+    # two full pieces of columns, a last piece of 5 and a tail of 7 elements past the block;
+    # each element's square is its index, so a column read twice or left out moves the sum
+    n = ROW * (2 * PIECE + 5) + 7
+    tensor = torch.arange(n, dtype=torch.float64).sqrt().float()
     assert float(Norms()([tensor])[0]) == pytest.approx(reference(tensor), rel=1e-6, abs=0)
 
 
