@@ -21,10 +21,9 @@ steps each), so machine noise hits all alike. Each prints its median step time o
 Then how the cost grows with the work (width 256 at depth 10, 50, 200; width 1024 at depth 10,
 50; fewer steps where a step is slow), and the memory and disk cost of streaming a long run.
 `--device cuda` runs the same loops on a GPU (synchronised around each timed step);
-`--baseline REV` adds the probe of git revision REV (its weights group and its defaults) to the
-peer table, before and after side by side in one process. The machine
-may be shared: each table says the load average (1, 5, 15 min) before and after it. Prints;
-asserts nothing.
+`--baseline REV` adds the probe of git revision REV (its gradient magnitudes and its defaults)
+to the peer table, before and after side by side in one process. The machine may be shared:
+each table says the load average (1, 5, 15 min) before and after it. Prints; asserts nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ import argparse
 import contextlib
 import copy
 import importlib
+import inspect
 import io
 import os
 import re
@@ -63,10 +63,8 @@ VGX: dict[str, dict[str, Any]] = {
     "vgx all + histograms": {"detail_every": 1, "hist_every": 1},
 }
 ACTIVATIONS = {"ReLU + He init": "relu", "tanh, default init": "tanh"}
-BASELINE = {
-    "baseline: weights group": {"activations": False, "updates": False, "time": False},
-    "baseline: defaults": {},
-}
+# An older probe without the act_grads switch records act_grad_norm in its weights group.
+OLD_WEIGHTS_GROUP = {"activations": False, "updates": False, "time": False}
 
 
 def mlp(depth: int, width: int, act: str = "relu") -> nn.Sequential:
@@ -96,6 +94,13 @@ def baseline_probe(rev: str, into: Path) -> type:
         source.write_text(text)
     sys.path.insert(0, str(into))
     return importlib.import_module("vgx_baseline.probe").GradientProbe
+
+
+def baseline_rows(probe: type) -> dict[str, dict[str, Any]]:
+    """The baseline's configurations, named for what they record at that revision."""
+    if "act_grads" in inspect.signature(probe).parameters:
+        return {"baseline: gradient magnitudes": GRADIENTS_ONLY, "baseline: defaults": {}}
+    return {"baseline: weights group + act_grad_norm": OLD_WEIGHTS_GROUP, "baseline: defaults": {}}
 
 
 def naive_norms(model: nn.Module) -> list[float]:
@@ -201,8 +206,8 @@ def configurations(
         if name in rows:
             sink = MetricsWriter(tmp / f"{name}-{len(list(tmp.iterdir()))}")
             loops[name] = Loop(model, lambda m, o=options, s=sink: GradientProbe(m, sink=s, **o))
-    if baseline is not None:  # the probe of --baseline REV: weights group only, and its defaults
-        for name, options in BASELINE.items():
+    if baseline is not None:  # the probe of --baseline REV: gradient magnitudes, and its defaults
+        for name, options in baseline_rows(baseline).items():
             sink = MetricsWriter(tmp / f"{name}-{len(list(tmp.iterdir()))}")
             loops[name] = Loop(model, lambda m, o=options, s=sink: baseline(m, sink=s, **o))
     return loops
