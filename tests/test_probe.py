@@ -835,3 +835,19 @@ def test_a_probe_of_weight_gradients_only_leaves_the_forward_without_hooks_after
     assert all(not module._forward_hooks for module in model.modules())
     assert probe.layer_table()["name"].tolist() == ["0", "2"]
     assert probe.frames()["layers"]["step"].tolist() == [0, 0, 1, 1]
+
+
+def test_frames_are_snapshots_that_later_steps_do_not_change() -> None:
+    torch.manual_seed(0)
+    model, x = mlp(), torch.randn(4, 6)
+    probe = GradientProbe(model)
+    for step in range(3):
+        train_step(model, probe, x, step)
+    before = probe.frames()
+    kept = before["layers"].copy()
+    for step in range(3, 600):  # past the in-memory columns' first capacity
+        train_step(model, probe, x, step)
+    after = probe.frames()
+    assert before["layers"].equals(kept)
+    assert after["steps"].step.tolist() == list(range(600))
+    assert after["layers"].head(len(kept)).equals(kept)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from vgx import histograms
+from vgx.columns import Columns
 
 # Every magnitude is stored as float64, as measured: float32 columns turned a float64 model's
 # 1e-51 gradients into 0 (schema version 2; vgx/schema.py reads version 1's float32 columns).
@@ -44,17 +45,20 @@ class MemorySink:
     """The default sink: keeps the rows for `GradientProbe.frames()`."""
 
     def __init__(self) -> None:
-        self._parts: dict[str, list[Mapping[str, np.ndarray]]] = {t: [] for t in SCHEMAS}
+        self._tables: dict[str, Columns] = {}
 
     def append(self, table: str, columns: Mapping[str, np.ndarray]) -> None:
-        self._parts[table].append(columns)
+        n = len(next(iter(columns.values())))
+        if table not in self._tables:
+            self._tables[table] = Columns(columns, max(n, 256))
+        self._tables[table].add(columns, n)
 
     def frames(self) -> dict[str, pd.DataFrame]:
         return {
-            table: pd.DataFrame({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
-            if parts
+            table: pd.DataFrame({k: v.copy() for k, v in self._tables[table].arrays().items()})
+            if table in self._tables
             else empty_frame(table)
-            for table, parts in self._parts.items()
+            for table in SCHEMAS
         }
 
 
