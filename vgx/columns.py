@@ -14,15 +14,20 @@ import numpy as np
 class Columns:
     """Named columns of equal length, grown by doubling as rows arrive."""
 
-    def __init__(self, first: Mapping[str, np.ndarray], capacity: int) -> None:
-        self.rows = 0
+    def __init__(self, table: str, first: Mapping[str, np.ndarray], capacity: int) -> None:
+        self.table, self.rows = table, 0
         self._columns = {name: np.empty(capacity, values.dtype) for name, values in first.items()}
 
-    def add(self, arrays: Mapping[str, np.ndarray], n: int) -> None:
-        """Append n rows; other column names raise before anything changes."""
+    def add(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Append rows; other column names or unequal lengths raise before anything changes."""
         if arrays.keys() != self._columns.keys():
-            raise ValueError(f"columns {sorted(arrays)} differ from {sorted(self._columns)}")
-        end = self.rows + n
+            raise ValueError(
+                f"columns of {self.table!r}: {sorted(arrays)} differ from {sorted(self._columns)}"
+            )
+        lengths = {len(values) for values in arrays.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"columns of {self.table!r} differ in length: {lengths}")
+        end = self.rows + lengths.pop()
         for name, values in arrays.items():
             column = self._columns[name]
             if end > len(column) or values.dtype != column.dtype:

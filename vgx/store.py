@@ -224,16 +224,11 @@ class MetricsWriter:
 
     def append(self, table: str, columns: Mapping[str, np.ndarray | Sequence[Any]]) -> None:
         """Add rows: every column holds the same number of values."""
-        arrays = {name: np.asarray(values) for name, values in columns.items()}
-        lengths = {a.shape[0] if a.ndim else 1 for a in arrays.values()}
-        if len(lengths) != 1:
-            raise ValueError(f"columns of {table!r} differ in length: {lengths}")
-        arrays = {k: np.atleast_1d(v) for k, v in arrays.items()}
-        n = lengths.pop()
-        chunk = self._chunks_open.get(table)
-        if chunk is None:  # grown by doubling: a large chunk_rows reserves nothing up front
-            chunk = self._chunks_open[table] = Columns(arrays, min(max(n, 1024), self.chunk_rows))
-        chunk.add(arrays, n)
+        arrays = {name: np.atleast_1d(np.asarray(values)) for name, values in columns.items()}
+        # grown by doubling: a large chunk_rows reserves nothing up front
+        chunk = self._chunks_open.get(table) or Columns(table, arrays, min(1024, self.chunk_rows))
+        chunk.add(arrays)  # raises before the chunk is kept: a bad first append leaves nothing
+        self._chunks_open[table] = chunk
         if chunk.rows >= self.chunk_rows:
             self._flush_table(table)
         elif time.monotonic() - self._last_flush > self.flush_seconds:

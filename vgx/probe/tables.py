@@ -48,10 +48,9 @@ class MemorySink:
         self._tables: dict[str, Columns] = {}
 
     def append(self, table: str, columns: Mapping[str, np.ndarray]) -> None:
-        n = len(next(iter(columns.values())))
-        if table not in self._tables:
-            self._tables[table] = Columns(columns, max(n, 256))
-        self._tables[table].add(columns, n)
+        rows = self._tables.get(table) or Columns(table, columns, 256)
+        rows.add(columns)
+        self._tables[table] = rows
 
     def frames(self) -> dict[str, pd.DataFrame]:
         return {
