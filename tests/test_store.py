@@ -81,7 +81,6 @@ def test_metrics_writer_keeps_a_column_when_narrower_values_arrive(tmp_path):
 
 
 def test_metrics_writer_refuses_columns_of_unequal_length_and_writes_nothing(tmp_path):
-    with MetricsWriter(tmp_path) as writer:
-        with pytest.raises(ValueError, match="'steps' differ in length"):
-            writer.append("steps", {"step": [0, 1], "loss": [1.0]})
+    with MetricsWriter(tmp_path) as writer, pytest.raises(ValueError, match="differ in length"):
+        writer.append("steps", {"step": [0, 1], "loss": [1.0]})
     assert not list(tmp_path.glob("steps-*.parquet"))
