@@ -81,6 +81,7 @@ def test_metrics_writer_keeps_a_column_when_narrower_values_arrive(tmp_path):
 
 
 def test_metrics_writer_refuses_columns_of_unequal_length_and_writes_nothing(tmp_path):
-    with MetricsWriter(tmp_path) as writer, pytest.raises(ValueError, match="differ in length"):
+    refused = pytest.raises(ValueError, match="'steps' differ in length")
+    with MetricsWriter(tmp_path) as writer, refused:
         writer.append("steps", {"step": [0, 1], "loss": [1.0]})
     assert not list(tmp_path.glob("steps-*.parquet"))
